@@ -1,0 +1,32 @@
+/* cmm_avx2.c — CMM kernel for AVX2 + FMA; compiled with those target flags only here and
+ * chosen at run time by ufb_cmm_get(). Algorithm: cmm_simd_impl.h. */
+#include "engine_impl.h"
+
+#include <immintrin.h>
+
+/* lanes [0, n) set, for masked loads and stores of the leftovers */
+static inline __m256i tail_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static inline float reduce8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+#define VEC                   __m256
+#define VW                    8
+#define VZERO()               _mm256_setzero_ps()
+#define VLOADU(p)             _mm256_loadu_ps(p)
+#define VLOAD(p)              _mm256_load_ps(p)
+#define VFMA(a, b, c)         _mm256_fmadd_ps(a, b, c)
+#define VSET1(f)              _mm256_set1_ps(f)
+#define VREDUCE(v)            reduce8(v)
+#define VLOADU_TAIL(p, n)     _mm256_maskload_ps(p, tail_mask(n))
+#define VSTOREU(p, v)         _mm256_storeu_ps(p, v)
+#define VSTOREU_TAIL(p, v, n) _mm256_maskstore_ps(p, tail_mask(n), v)
+#define CMM_FN                ufb_cmm_avx2
+
+#include "cmm_simd_impl.h"

@@ -1,0 +1,428 @@
+/* forward.c — the forward pass of both model families on a batch of sequences.
+ *
+ * DESIGN: all tokens of a batch are stacked into one (N, H) matrix, so every per-token step
+ * (embeddings, LayerNorm, the q/k/v and output projections via OpenBLAS sgemm, the FF or FFF
+ * layer) runs once per batch. Attention alone runs per sequence at its own length: no padding,
+ * so a sequence's logits do not depend on what else is in the batch. ufb_forward() reads top to
+ * bottom like the equations of model-spec.md; the helpers follow it.
+ *
+ * A ufb_ctx owns every scratch buffer, sized once for max_tokens at creation: nothing is
+ * allocated per batch or per token.
+ */
+#include "engine_impl.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ufb_ctx {
+    const ufb_model *m; /* borrowed */
+    int max_tokens;     /* N max */
+    enum ufb_kernel kernel;
+    ufb_cmm_fn cmm;
+    ufb_gemm_fn gemm;   /* best variant: all variants give identical bits */
+    float *x;           /* (N, H) residual stream */
+    float *xn;          /* (N, H) normalised input of a sub-layer */
+    float *tmp;         /* (N, H) sub-layer output */
+    float *qkv;         /* (N, 3H) */
+    float *attn;        /* (N, H) concatenated heads */
+    float *mid;         /* (N, I) dense FF hidden (dense models only) */
+    float *scores;      /* (P, P) one head of one sequence */
+    float *pooled;      /* (H) */
+    float *pool_out;    /* (HD) */
+    float *path_act;    /* (N, T*(D+1)) FFF scratch */
+    int32_t *path_node; /* (N, T*(D+1)) FFF scratch */
+    int32_t *leaves;    /* (L, N, T) leaf per layer, token, tree */
+    uint32_t *stamp;    /* (T*n) distinct-node counting */
+    uint32_t stamp_gen;
+};
+
+static int check_batch(const ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs, int *n_tokens);
+static void embed(ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs);
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n, int h,
+                      float eps);
+static void attention(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly,
+                      const ufb_seq *seqs, int n_seqs, int n_tok);
+static void feed_forward(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly, int layer,
+                         int n_tok);
+static void head(ufb_ctx *ctx, float *logits, const ufb_seq *seqs, int n_seqs, int n_tok);
+static void fill_stats(ufb_ctx *ctx, ufb_seq_stats *stats, const ufb_seq *seqs, int n_seqs,
+                       int n_tok);
+
+static void add(float *restrict y, const float *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
+}
+
+/* ---- Forward ---- */
+
+int ufb_forward(ufb_ctx *ctx, float *logits, ufb_seq_stats *stats, const ufb_seq *seqs,
+                int n_seqs) {
+    const ufb_model *m = ctx->m;
+    const int H = m->info.hidden;
+    const float eps = m->ln_eps;
+    int N; /* tokens in the batch */
+    int rc = check_batch(ctx, seqs, n_seqs, &N);
+    if (rc) return rc;
+    float *x = ctx->x, *xn = ctx->xn, *tmp = ctx->tmp; /* (N, H) each */
+
+    embed(ctx, seqs, n_seqs); /* x = LN(word + position (+ type)) */
+    for (int l = 0; l < m->info.n_layers; l++) {
+        const ufb_layer *ly = &m->layers[l];
+        if (m->pre_ln) { /* A: crammedBERT, pre-LN */
+            layernorm(xn, x, ly->ln1_w, ly->ln1_b, N, H, eps);
+            attention(ctx, tmp, xn, ly, seqs, n_seqs, N); /* h += Wo·Attn(LN1(h)) */
+            add(x, tmp, (size_t)N * H);
+            layernorm(xn, x, ly->ln2_w, ly->ln2_b, N, H, eps);
+            feed_forward(ctx, tmp, xn, ly, l, N); /* h += FF(LN2(h)) */
+            add(x, tmp, (size_t)N * H);
+        } else {                                         /* B: BERT, post-LN */
+            attention(ctx, tmp, x, ly, seqs, n_seqs, N); /* h = LN1(h + Wo·Attn(h) + bo) */
+            add(x, tmp, (size_t)N * H);
+            layernorm(x, x, ly->ln1_w, ly->ln1_b, N, H, eps);
+            feed_forward(ctx, tmp, x, ly, l, N); /* h = LN2(h + FF(h)) */
+            add(x, tmp, (size_t)N * H);
+            layernorm(x, x, ly->ln2_w, ly->ln2_b, N, H, eps);
+        }
+    }
+    if (m->final_ln_w) layernorm(x, x, m->final_ln_w, m->final_ln_b, N, H, eps);
+    head(ctx, logits, seqs, n_seqs, N);
+    if (stats) fill_stats(ctx, stats, seqs, n_seqs, N);
+    return 0;
+}
+
+/* ---- Helpers of the forward pass ---- */
+
+static int check_batch(const ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs, int *n_tokens) {
+    const ufb_model_info *in = &ctx->m->info;
+    int64_t n = 0;
+    if (n_seqs < 0 || (n_seqs > 0 && !seqs)) return UFB_ERR_INVALID;
+    for (int s = 0; s < n_seqs; s++) {
+        if (seqs[s].n < 1 || !seqs[s].ids) return UFB_ERR_INVALID;
+        if (seqs[s].n > in->max_positions) return UFB_ERR_TOO_LONG;
+        for (int t = 0; t < seqs[s].n; t++) {
+            if (seqs[s].ids[t] < 0 || seqs[s].ids[t] >= in->vocab_size) return UFB_ERR_INVALID;
+            /* type ids matter only to models with token-type embeddings (family B) */
+            int32_t ty = seqs[s].type_ids && ctx->m->type_emb ? seqs[s].type_ids[t] : 0;
+            if (ty < 0 || (ty > 0 && ty >= in->type_vocab_size)) return UFB_ERR_INVALID;
+        }
+        n += seqs[s].n;
+    }
+    if (n > ctx->max_tokens) return UFB_ERR_TOO_LONG;
+    *n_tokens = (int)n;
+    return 0;
+}
+
+/* x (N, H) = LN(word_emb[id] + position term (+ token type)), sequence after sequence. */
+static void embed(ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs) {
+    const ufb_model *m = ctx->m;
+    const int H = m->info.hidden;
+    int row = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        for (int t = 0; t < seqs[s].n; t++, row++) {
+            float *x = ctx->x + (size_t)row * H;
+            const float *w = m->word_emb + (size_t)seqs[s].ids[t] * H;
+            if (m->pos_emb) { /* B: learned positions and token types */
+                const float *p = m->pos_emb + (size_t)t * H;
+                int ty = seqs[s].type_ids ? seqs[s].type_ids[t] : 0;
+                const float *ty_row = m->type_emb ? m->type_emb + (size_t)ty * H : NULL;
+                for (int i = 0; i < H; i++)
+                    x[i] = w[i] + p[i] + (ty_row ? ty_row[i] : 0.0f);
+            } else { /* A: scaled sinusoid */
+                const float *p = m->pos_sin + (size_t)t * H;
+                for (int i = 0; i < H; i++)
+                    x[i] = w[i] + m->pos_scale * p[i];
+            }
+        }
+    }
+    if (m->emb_ln_w) layernorm(ctx->x, ctx->x, m->emb_ln_w, m->emb_ln_b, row, H, m->ln_eps);
+}
+
+/* out (n, h) = (x - mean) / sqrt(var + eps) * w + b per row; out may alias x. */
+static void layernorm(float *out, const float *x, const float *w, const float *b, int n, int h,
+                      float eps) {
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * h;
+        float *o = out + (size_t)r * h;
+        float mean = 0.0f, var = 0.0f;
+        for (int i = 0; i < h; i++)
+            mean += xr[i];
+        mean /= (float)h;
+        for (int i = 0; i < h; i++)
+            var += (xr[i] - mean) * (xr[i] - mean);
+        float inv = 1.0f / sqrtf(var / (float)h + eps);
+        for (int i = 0; i < h; i++)
+            o[i] = (xr[i] - mean) * inv * w[i] + b[i];
+    }
+}
+
+/* y (n, n_out) = x (n, n_in) · Wᵀ + b, batch-invariant (gemm.c) */
+static void linear(const ufb_ctx *ctx, float *y, const float *x, const ufb_linear *l, int n) {
+    ctx->gemm(l, y, l->n_out, x, l->n_in, n);
+}
+
+static void softmax_rows(float *s, int n, int ld) {
+    for (int r = 0; r < n; r++) {
+        float *row = s + (size_t)r * ld, max = row[0], sum = 0.0f;
+        for (int i = 1; i < n; i++)
+            max = row[i] > max ? row[i] : max;
+        for (int i = 0; i < n; i++)
+            sum += (row[i] = expf(row[i] - max));
+        for (int i = 0; i < n; i++)
+            row[i] /= sum;
+    }
+}
+
+/* out (N, H) = Wo · concat_j softmax(q_j k_jᵀ · scale) v_j (+ bo), per sequence and head. */
+static void attention(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly,
+                      const ufb_seq *seqs, int n_seqs, int n_tok) {
+    const ufb_model *m = ctx->m;
+    const int H = m->info.hidden, d = m->info.head_dim, ld = 3 * H;
+    linear(ctx, ctx->qkv, x, &ly->qkv, n_tok); /* (N, 3H) */
+    int off = 0;
+    for (int s = 0; s < n_seqs; off += seqs[s].n, s++) {
+        const int S = seqs[s].n;
+        const float *base = ctx->qkv + (size_t)off * ld;
+        for (int j = 0; j < m->info.n_heads; j++) {
+            const float *q = base + m->qkv_q + j * m->qkv_head_stride; /* (S, d), row stride ld */
+            const float *k = base + m->qkv_k + j * m->qkv_head_stride;
+            const float *v = base + m->qkv_v + j * m->qkv_head_stride;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, d, ly->score_scale, q, ld, k,
+                        ld, 0.0f, ctx->scores, S); /* (S, S) */
+            softmax_rows(ctx->scores, S, S);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, d, S, 1.0f, ctx->scores, S, v,
+                        ld, 0.0f, ctx->attn + (size_t)off * H + j * d, H); /* (S, d) */
+        }
+    }
+    linear(ctx, out, ctx->attn, &ly->out, n_tok);
+}
+
+static float act_dense(const char *act, float a) {
+    if (act[0] == 'r') return a > 0.0f ? a : 0.0f; /* relu */
+    if (strcmp(act, "gelu_new") == 0) {            /* tanh approximation */
+        const float c = 0.7978845608028654f;       /* sqrt(2/pi) */
+        return 0.5f * a * (1.0f + tanhf(c * (a + 0.044715f * a * a * a)));
+    }
+    return ufb_gelu(a);
+}
+
+/* out (N, H) = FF(x): dense W2·act(W1·x + b1) + b2, or the FFF by CMM. */
+static void feed_forward(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly, int layer,
+                         int n_tok) {
+    const ufb_model_info *in = &ctx->m->info;
+    const int H = in->hidden, n_mid = in->intermediate;
+    if (in->ff_kind == UFB_FF_FFF) {
+        int32_t *leaves = ctx->leaves + (size_t)layer * ctx->max_tokens * in->fff_trees;
+        ctx->cmm(&ly->fff, out, leaves, ctx->path_act, ctx->path_node, x, H, n_tok);
+        if (ly->fff_out_bias)
+            for (int r = 0; r < n_tok; r++)
+                add(out + (size_t)r * H, ly->fff_out_bias, H);
+        return;
+    }
+    linear(ctx, ctx->mid, x, &ly->ff1, n_tok); /* (N, I) */
+    for (size_t i = 0; i < (size_t)n_tok * n_mid; i++)
+        ctx->mid[i] = act_dense(in->act, ctx->mid[i]);
+    linear(ctx, out, ctx->mid, &ly->ff2, n_tok);
+}
+
+/* pooled (H) = pooling of the sequence's rows x (S, H) */
+static void pool(float *pooled, const float *x, int S, int H, enum ufb_pooler p) {
+    for (int i = 0; i < H; i++) {
+        float acc = x[i], max = x[i];
+        for (int t = 1; t < S; t++)
+            max = fmaxf(max, x[(size_t)t * H + i]);
+        if (p == UFB_POOL_AVG || p == UFB_POOL_LSE) {
+            acc = 0.0f;
+            for (int t = 0; t < S; t++) {
+                float v = x[(size_t)t * H + i];
+                acc += p == UFB_POOL_AVG ? v : expf(v - max);
+            }
+        }
+        switch (p) {
+        case UFB_POOL_CLS:
+            pooled[i] = x[i];
+            break;
+        case UFB_POOL_AVG:
+            pooled[i] = acc / (float)S;
+            break;
+        case UFB_POOL_MAX:
+            pooled[i] = max;
+            break;
+        case UFB_POOL_LSE:
+            pooled[i] = max + logf(acc);
+            break;
+        }
+    }
+}
+
+/* classifier: logits (n_seqs, C) = Wc · tanh(Wp · pool(x) + bp) + bc
+ * masked LM:  logits (N, V) = x · decoderᵀ */
+static void head(ufb_ctx *ctx, float *logits, const ufb_seq *seqs, int n_seqs, int n_tok) {
+    const ufb_model *m = ctx->m;
+    const int H = m->info.hidden, C = m->info.n_outputs;
+    if (m->info.head_kind == UFB_HEAD_MLM) {
+        linear(ctx, logits, ctx->x, &m->decoder, n_tok);
+        return;
+    }
+    int off = 0;
+    for (int s = 0; s < n_seqs; off += seqs[s].n, s++) {
+        pool(ctx->pooled, ctx->x + (size_t)off * H, seqs[s].n, H, m->info.pooler);
+        const float *feat = ctx->pooled;
+        if (m->has_pooler_dense) {
+            linear(ctx, ctx->pool_out, ctx->pooled, &m->pooler, 1);
+            for (int i = 0; i < m->pool_dim; i++)
+                ctx->pool_out[i] = tanhf(ctx->pool_out[i]);
+            feat = ctx->pool_out;
+        }
+        linear(ctx, logits + (size_t)s * C, feat, &m->classifier, 1);
+    }
+}
+
+/* Distinct nodes the leaves' root paths cover: walk up from each leaf until a node already
+ * stamped for this (sequence, layer). */
+static int32_t count_distinct(ufb_ctx *ctx, const int32_t *leaves, int n_tok) {
+    const ufb_model_info *in = &ctx->m->info;
+    int32_t count = 0;
+    if (++ctx->stamp_gen == 0) { /* wrapped: clear once every 2^32 uses */
+        memset(ctx->stamp, 0, sizeof(uint32_t) * (size_t)in->intermediate);
+        ctx->stamp_gen = 1;
+    }
+    for (int i = 0; i < n_tok * in->fff_trees; i++) {
+        uint32_t *tree = ctx->stamp + (size_t)(i % in->fff_trees) * in->fff_nodes;
+        for (int k = leaves[i];; k = (k - 1) / 2) {
+            if (tree[k] == ctx->stamp_gen) break;
+            tree[k] = ctx->stamp_gen;
+            count++;
+            if (k == 0) break;
+        }
+    }
+    return count;
+}
+
+static void fill_stats(ufb_ctx *ctx, ufb_seq_stats *stats, const ufb_seq *seqs, int n_seqs,
+                       int n_tok) {
+    const ufb_model_info *in = &ctx->m->info;
+    const bool fff = in->ff_kind == UFB_FF_FFF;
+    const int T = in->fff_trees, L = in->n_layers;
+    const int64_t per_tok = fff ? (int64_t)T * (in->fff_depth + 1) : in->intermediate;
+    int off = 0;
+    (void)n_tok;
+    for (int s = 0; s < n_seqs; off += seqs[s].n, s++) {
+        ufb_seq_stats *st = &stats[s];
+        const int S = seqs[s].n;
+        st->n_tokens = S;
+        st->n_layers = L;
+        st->neurons_used = per_tok * S * L;
+        st->neurons_total = (int64_t)in->intermediate * S * L;
+        st->ff_flops = 4 * (int64_t)in->hidden * st->neurons_used; /* dot + axpy per neuron */
+        st->ff_flops_dense = 4 * (int64_t)in->hidden * st->neurons_total;
+        for (int l = 0; l < L; l++) {
+            const int32_t *lv = ctx->leaves + ((size_t)l * ctx->max_tokens + off) * T;
+            st->nodes_per_token[l] = (int32_t)per_tok;
+            st->nodes_total[l] = in->intermediate;
+            st->nodes_distinct[l] = fff ? count_distinct(ctx, lv, S) : in->intermediate;
+            if (fff && st->leaves)
+                memcpy(st->leaves + (size_t)l * S * T, lv, sizeof(int32_t) * (size_t)S * T);
+        }
+    }
+}
+
+/* ---- Context ---- */
+
+ufb_ctx_params ufb_ctx_params_default(void) {
+    ufb_ctx_params p = {0, UFB_KERNEL_AUTO};
+    return p;
+}
+
+static void *ctx_alloc(size_t n_elems, size_t elem_bytes, bool *ok) {
+    size_t n = n_elems * elem_bytes;
+    void *p = aligned_alloc(64, (n + 63) & ~(size_t)63);
+    if (!p)
+        *ok = false;
+    else
+        memset(p, 0, n);
+    return p;
+}
+
+ufb_ctx *ufb_ctx_create(const ufb_model *m, const ufb_ctx_params *params) {
+    ufb_ctx_params p = params ? *params : ufb_ctx_params_default();
+    const ufb_model_info *in = &m->info;
+    ufb_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return NULL;
+    ctx->m = m;
+    ctx->kernel = p.kernel;
+    ctx->cmm = ufb_cmm_get(&ctx->kernel);
+    ctx->gemm = ufb_gemm_get(UFB_KERNEL_AUTO);
+    ctx->max_tokens = p.max_tokens > 0 ? p.max_tokens : 8 * in->max_positions;
+    const size_t N = (size_t)ctx->max_tokens, H = (size_t)in->hidden, P = (size_t)in->max_positions;
+    const size_t path = N * (size_t)in->fff_trees * (size_t)(in->fff_depth + 1);
+    const bool fff = in->ff_kind == UFB_FF_FFF;
+    bool ok = ctx->cmm != NULL;
+    ctx->x = ctx_alloc(N * H, sizeof(float), &ok);
+    ctx->xn = ctx_alloc(N * H, sizeof(float), &ok);
+    ctx->tmp = ctx_alloc(N * H, sizeof(float), &ok);
+    ctx->qkv = ctx_alloc(N * 3 * H, sizeof(float), &ok);
+    ctx->attn = ctx_alloc(N * H, sizeof(float), &ok);
+    ctx->mid = ctx_alloc(fff ? 1 : N * (size_t)in->intermediate, sizeof(float), &ok);
+    ctx->scores = ctx_alloc(P * P, sizeof(float), &ok);
+    ctx->pooled = ctx_alloc(H, sizeof(float), &ok);
+    ctx->pool_out = ctx_alloc((size_t)(m->pool_dim > 0 ? m->pool_dim : 1), sizeof(float), &ok);
+    ctx->path_act = ctx_alloc(fff ? path : 1, sizeof(float), &ok);
+    ctx->path_node = ctx_alloc(fff ? path : 1, sizeof(int32_t), &ok);
+    ctx->leaves =
+        ctx_alloc(fff ? (size_t)in->n_layers * N * in->fff_trees : 1, sizeof(int32_t), &ok);
+    ctx->stamp = ctx_alloc(fff ? (size_t)in->intermediate : 1, sizeof(uint32_t), &ok);
+    if (!ok) {
+        ufb_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void ufb_ctx_free(ufb_ctx *ctx) {
+    if (!ctx) return;
+    free(ctx->x);
+    free(ctx->xn);
+    free(ctx->tmp);
+    free(ctx->qkv);
+    free(ctx->attn);
+    free(ctx->mid);
+    free(ctx->scores);
+    free(ctx->pooled);
+    free(ctx->pool_out);
+    free(ctx->path_act);
+    free(ctx->path_node);
+    free(ctx->leaves);
+    free(ctx->stamp);
+    free(ctx);
+}
+
+enum ufb_kernel ufb_ctx_kernel(const ufb_ctx *ctx) {
+    return ctx->kernel;
+}
+
+size_t ufb_leaves_len(const ufb_model *m, int n_tokens) {
+    const ufb_model_info *in = &m->info;
+    if (in->ff_kind != UFB_FF_FFF || n_tokens < 0) return 0;
+    return (size_t)in->n_layers * (size_t)n_tokens * (size_t)in->fff_trees;
+}
+
+void ufb_scores(const ufb_model *m, float *probs, const float *logits) {
+    const int C = m->info.n_labels;
+    const char *pt = m->info.problem_type;
+    if (strcmp(pt, "multi_label_classification") == 0) {
+        for (int i = 0; i < C; i++)
+            probs[i] = 1.0f / (1.0f + expf(-logits[i]));
+    } else if (strcmp(pt, "single_label_classification") == 0) {
+        float max = logits[0], sum = 0.0f;
+        for (int i = 1; i < C; i++)
+            max = fmaxf(max, logits[i]);
+        for (int i = 0; i < C; i++)
+            sum += (probs[i] = expf(logits[i] - max));
+        for (int i = 0; i < C; i++)
+            probs[i] /= sum;
+    } else {
+        memmove(probs, logits, sizeof(float) * (size_t)C);
+    }
+}

@@ -1,0 +1,203 @@
+/* test_kernels.c — every SIMD variant against its scalar reference.
+ *
+ * CMM: random FFF layers (UltraFastBERT's H=768, D=11 and odd shapes that exercise the tails),
+ * same leaves as the scalar kernel and outputs within float rounding; the scalar kernel itself
+ * against a float64 evaluation of the spec's pseudocode.
+ * GEMM: every variant bit-identical to the scalar one, and each row's result independent of
+ * how many rows are in the call (the batch-invariance contract of gemm.c).
+ */
+#include "test_util.h"
+
+#include "engine_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((rng >> 40) * (2.0 / (1 << 24)) - 1.0);
+}
+
+typedef struct fff_case {
+    ufb_fff w;
+    float *nodes, *bias, *x;
+    int n_tok;
+} fff_case;
+
+static void fff_make(fff_case *c, int H, int D, int T, int n_tok) {
+    int hp = (H + 15) & ~15, n = (1 << (D + 1)) - 1;
+    size_t n_floats = (size_t)T * n * 2 * hp;
+    c->nodes = aligned_alloc(64, sizeof(float) * n_floats);
+    c->bias = malloc(sizeof(float) * (size_t)T * n);
+    c->x = malloc(sizeof(float) * (size_t)n_tok * H);
+    memset(c->nodes, 0, sizeof(float) * n_floats);
+    for (int r = 0; r < T * n; r++) {
+        for (int i = 0; i < H; i++)
+            c->nodes[(size_t)r * 2 * hp + i] = frand() / sqrtf((float)H);
+        for (int i = 0; i < H; i++)
+            c->nodes[(size_t)r * 2 * hp + hp + i] = frand();
+        c->bias[r] = 0.1f * frand();
+    }
+    for (int i = 0; i < n_tok * H; i++)
+        c->x[i] = frand();
+    c->w = (ufb_fff){c->nodes, c->bias, H, hp, D, T, n};
+    c->n_tok = n_tok;
+}
+
+static void fff_free(fff_case *c) {
+    free(c->nodes);
+    free(c->bias);
+    free(c->x);
+}
+
+/* Run one kernel; caller frees *y and *leaves. */
+static void fff_run(const fff_case *c, ufb_cmm_fn fn, float **y, int32_t **leaves) {
+    const ufb_fff *w = &c->w;
+    size_t path = (size_t)c->n_tok * w->n_trees * (w->depth + 1);
+    float *act = malloc(sizeof(float) * path);
+    int32_t *node = malloc(sizeof(int32_t) * path);
+    *y = malloc(sizeof(float) * (size_t)c->n_tok * w->hidden);
+    *leaves = malloc(sizeof(int32_t) * (size_t)c->n_tok * w->n_trees);
+    fn(w, *y, *leaves, act, node, c->x, w->hidden, c->n_tok);
+    free(act);
+    free(node);
+}
+
+/* The spec's pseudocode in double precision; @return max |y - y_ref| / max |y_ref|. */
+static double fff_vs_double(const fff_case *c, const float *y, const int32_t *leaves) {
+    const ufb_fff *w = &c->w;
+    double *ref = calloc((size_t)w->hidden, sizeof(double)), err = 0, scale = 0;
+    for (int tok = 0; tok < c->n_tok; tok++) {
+        const float *x = c->x + (size_t)tok * w->hidden;
+        memset(ref, 0, sizeof(double) * (size_t)w->hidden);
+        for (int t = 0; t < w->n_trees; t++) {
+            int k = 0, leaf = 0;
+            for (int level = 0; level <= w->depth; level++) {
+                const float *row = w->nodes + (size_t)(t * w->n_nodes + k) * 2 * w->hp;
+                double a = w->bias[t * w->n_nodes + k];
+                for (int i = 0; i < w->hidden; i++)
+                    a += (double)x[i] * row[i];
+                double g = 0.5 * a * (1.0 + erf(a / sqrt(2.0)));
+                for (int i = 0; i < w->hidden; i++)
+                    ref[i] += g * row[w->hp + i];
+                leaf = k;
+                k = 2 * k + 1 + (a > 0);
+            }
+            assert_int_equal(leaves[tok * w->n_trees + t], leaf);
+        }
+        for (int i = 0; i < w->hidden; i++) {
+            err = fmax(err, fabs(y[(size_t)tok * w->hidden + i] - ref[i]));
+            scale = fmax(scale, fabs(ref[i]));
+        }
+    }
+    free(ref);
+    return err / scale;
+}
+
+static void test_cmm_variants(void **state) {
+    (void)state;
+    static const int shapes[][4] = {
+        {768, 11, 1, 37}, {100, 3, 3, 9}, {33, 0, 4, 5}, {17, 6, 2, 1}, {64, 5, 1, 130}};
+
+    static const enum ufb_kernel kernels[] = {UFB_KERNEL_AVX2, UFB_KERNEL_AVX512};
+
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        fff_case c;
+        fff_make(&c, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3]);
+        float *y_ref;
+        int32_t *l_ref;
+        fff_run(&c, ufb_cmm_scalar, &y_ref, &l_ref);
+        double rel = fff_vs_double(&c, y_ref, l_ref);
+        printf("  H=%-4d D=%-2d T=%d N=%-3d scalar vs float64: rel err %.1e\n", shapes[s][0],
+               shapes[s][1], shapes[s][2], shapes[s][3], rel);
+        assert_true(rel < 1e-5);
+        for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+            enum ufb_kernel kv = kernels[k];
+            ufb_cmm_fn fn = ufb_cmm_get(&kv);
+            if (!fn) continue; /* not on this CPU */
+            float *y;
+            int32_t *leaves;
+            fff_run(&c, fn, &y, &leaves);
+            assert_memory_equal(leaves, l_ref, sizeof(int32_t) * (size_t)c.n_tok * c.w.n_trees);
+            double e = fff_vs_double(&c, y, leaves);
+            printf("  %28s %-6s vs float64: rel err %.1e\n", "", ufb_kernel_name(kv), e);
+            assert_true(e < 1e-5);
+            free(y);
+            free(leaves);
+        }
+        free(y_ref);
+        free(l_ref);
+        fff_free(&c);
+    }
+}
+
+static void test_gemm_variants_and_invariance(void **state) {
+    (void)state;
+    static const int shapes[][3] = {{70, 45, 21}, {32, 16, 9}, {2304, 768, 19}, {3, 5, 2}};
+
+    static const enum ufb_kernel kernels[] = {UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
+                                              UFB_KERNEL_AVX512};
+
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int n_out = shapes[s][0], n_in = shapes[s][1], rows = shapes[s][2];
+        float *w = malloc(sizeof(float) * (size_t)n_out * n_in);
+        float *b = malloc(sizeof(float) * (size_t)n_out);
+        float *x = malloc(sizeof(float) * (size_t)rows * n_in);
+        float *packed = aligned_alloc(64, sizeof(float) * ufb_linear_packed_len(n_out, n_in));
+        for (int i = 0; i < n_out * n_in; i++)
+            w[i] = frand();
+        for (int i = 0; i < n_out; i++)
+            b[i] = frand();
+        for (int i = 0; i < rows * n_in; i++)
+            x[i] = frand();
+        ufb_linear_pack(packed, w, n_out, n_in);
+        ufb_linear l = {packed, b, n_in, n_out};
+        float *ref = malloc(sizeof(float) * (size_t)rows * n_out);
+        float *y = malloc(sizeof(float) * (size_t)rows * n_out);
+        ufb_gemm_scalar(&l, ref, n_out, x, n_in, rows);
+        double max_err = 0; /* the scalar kernel against a float64 dot product */
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < n_out; c++) {
+                double d = b[c];
+                for (int k = 0; k < n_in; k++)
+                    d += (double)x[r * n_in + k] * w[c * n_in + k];
+                max_err = fmax(max_err, fabs(d - ref[r * n_out + c]));
+            }
+        assert_true(max_err < 1e-4);
+        for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+            ufb_gemm_fn fn = ufb_gemm_get(kernels[k]);
+            if (!fn) continue;
+            fn(&l, y, n_out, x, n_in, rows); /* all rows at once */
+            assert_memory_equal(y, ref, sizeof(float) * (size_t)rows * n_out);
+            for (int r = 0; r < rows; r++) { /* one row per call: the same bits */
+                fn(&l, y + (size_t)r * n_out, n_out, x + (size_t)r * n_in, n_in, 1);
+                assert_memory_equal(y + (size_t)r * n_out, ref + (size_t)r * n_out,
+                                    sizeof(float) * (size_t)n_out);
+            }
+        }
+        free(w), free(b), free(x), free(packed), free(ref), free(y);
+    }
+}
+
+static void test_kernel_names_and_dispatch(void **state) {
+    (void)state;
+    enum ufb_kernel k = UFB_KERNEL_AUTO;
+    assert_non_null(ufb_cmm_get(&k));
+    assert_true(k != UFB_KERNEL_AUTO);
+    assert_true(ufb_kernel_supported(k));
+    assert_string_equal(ufb_kernel_name(UFB_KERNEL_SCALAR), "scalar");
+    printf("  best kernel on this CPU: %s\n", ufb_kernel_name(k));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_names_and_dispatch),
+        cmocka_unit_test(test_cmm_variants),
+        cmocka_unit_test(test_gemm_variants_and_invariance),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}
