@@ -13,8 +13,9 @@ WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wv
              -Wundef -Wpointer-arith -Wcast-align -Wswitch-enum -Werror
 CFLAGS    ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(ARCHFLAGS) $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
-             -Iengine -I/usr/include/x86_64-linux-gnu/openblas-pthread
+             -Iengine -Iconfig -I/usr/include/x86_64-linux-gnu/openblas-pthread
 LDLIBS    ?= -lopenblas -ljansson -lm -lpthread
+SRV_LIBS   = -lmicrohttpd
 TEST_LIBS  = -lcmocka
 
 ENGINE_SRC := $(wildcard engine/*.c)
@@ -23,6 +24,10 @@ TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 CLI_SRC    := $(wildcard cli/*.c)
 CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CFG_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard config/*.c))
+SRV_SRC    := $(filter-out server/srv_main.c,$(wildcard server/*.c))
+SRV_OBJ    := $(SRV_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/srv_assets.o
+LIBS_ALL   := $(BUILD)/libsrv.a $(BUILD)/libcfg.a $(BUILD)/libufb.a
 
 # Per-file ISA for the SIMD kernels (run-time dispatch keeps the binary portable).
 $(BUILD)/engine/%_avx2.o:   KFLAGS = -mavx2 -mfma -mf16c
@@ -30,15 +35,34 @@ $(BUILD)/engine/%_avx512.o: KFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq 
 
 .PHONY: all help deps test check asan ubsan run clean format format-check lint fixtures bench
 
-## all: release build of the engine library and the ufb CLI
-all: $(BUILD)/ufb
+## all: release build of the engine, the ufb CLI and the ufbd server
+all: $(BUILD)/ufb $(BUILD)/ufbd
 
 help: ## print this list
 	@grep -E '^## ' Makefile | sed 's/^## /  /'
 
-$(BUILD)/%.o: %.c $(wildcard engine/*.h)
+$(BUILD)/%.o: %.c $(wildcard engine/*.h config/*.h server/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(KFLAGS) -MMD -c $< -o $@
+
+# The web page and the OpenAPI document are compiled into the server binary.
+$(BUILD)/gen/srv_assets.c: server/page.html server/openapi.json
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from server/page.html and server/openapi.json */'; \
+	  xxd -i -n srv_page_html server/page.html; xxd -i -n srv_openapi_json server/openapi.json; } \
+	  | sed 's/^unsigned/const unsigned/' > $@
+
+$(BUILD)/gen/srv_assets.o: $(BUILD)/gen/srv_assets.c
+	$(CC) $(ALL_CFLAGS) -Wno-missing-variable-declarations -c $< -o $@
+
+$(BUILD)/libsrv.a: $(SRV_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/libcfg.a: $(CFG_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/ufbd: $(BUILD)/server/srv_main.o $(BUILD)/libsrv.a $(BUILD)/libcfg.a $(BUILD)/libufb.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
 
 $(BUILD)/libufb.a: $(ENGINE_OBJ)
 	ar rcs $@ $^
@@ -49,13 +73,13 @@ $(BUILD)/ufb: $(CLI_OBJ) $(BUILD)/libufb.a
 $(BUILD)/bench_ffn: bench/bench_ffn.c $(BUILD)/libufb.a
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libufb.a $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/libufb.a $(wildcard tests/*.h)
+$(BUILD)/tests/%: tests/%.c $(LIBS_ALL) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(BUILD)/libufb.a $(LDLIBS) $(TEST_LIBS)
+	$(CC) $(ALL_CFLAGS) -Itests -Iserver -o $@ $< $(LIBS_ALL) $(SRV_LIBS) $(LDLIBS) $(TEST_LIBS)
 
 ## deps: install the Debian packages the build, tests and server need (no-op when present)
 DEB_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev \
-            libcmocka-dev curl python3
+            libcmocka-dev curl python3 xxd chromium
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -66,8 +90,10 @@ deps:
 	else echo "deps: all present"; fi
 
 ## test: unit + integration tests (cmocka), release build
-test: $(BUILD)/ufb $(TEST_BIN)
-	@BUILD=$(BUILD) tests/run_tests.sh $(TEST_BIN)
+test: $(BUILD)/ufb $(BUILD)/ufbd $(TEST_BIN)
+	@BUILD=$(BUILD) tests/run_tests.sh $(TEST_BIN) \
+	    "$(PYTHON) tools/check_openapi.py server/openapi.json" \
+	    "tests/test_page.sh $(BUILD) tests/fixtures/bert_text"
 
 check: test
 
@@ -83,11 +109,13 @@ ubsan:
 	    EXTRA_CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    LDLIBS="-fsanitize=undefined -lopenblas -ljansson -lm -lpthread"
 
-## run: install what is missing, build, and serve the default model
+## run: install what is missing, build, and serve the default model on port 8080
+MODEL ?= models/sst2-minilm-fff
 run: deps all
-	@if [ -x $(BUILD)/ufbd ]; then exec $(BUILD)/ufbd; \
-	else echo "server not built yet (issue 4): the engine and CLI are built — try"; \
-	     echo "  $(BUILD)/ufb inspect --model tests/fixtures/bert_text"; fi
+	@model=$(MODEL); if [ ! -f $$model/config.json ]; then \
+	    echo "note: $$model is not in the tree yet; serving the test fixture tests/fixtures/bert_text (random weights)"; \
+	    model=tests/fixtures/bert_text; fi; \
+	exec $(BUILD)/ufbd --model $$model --port 8080
 
 ## bench: rough single-thread timing of the FF layer, dense sgemm vs CMM (H=768, depth 11)
 bench: $(BUILD)/bench_ffn
@@ -99,19 +127,24 @@ fixtures:
 	$(PYTHON) tools/make_fixtures.py --out tests/fixtures
 
 ## format: clang-format all C sources in place; format-check fails on a difference
+FMT_SRC = engine/*.[ch] cli/*.c tests/*.[ch] bench/*.c server/*.[ch] config/*.[ch]
 format:
-	clang-format -i engine/*.[ch] cli/*.c tests/*.[ch] bench/*.c
+	clang-format -i $(FMT_SRC)
 
 format-check:
-	clang-format --dry-run --Werror engine/*.[ch] cli/*.c tests/*.[ch] bench/*.c
+	clang-format --dry-run --Werror $(FMT_SRC)
 
 ## lint: module boundaries (engine includes nothing of ours but its own headers)
 lint:
-	@! grep -nE '#include "(\.\./)?(server|config|cli)/' engine/*.[ch] || \
+	@! grep -nE '#include "(\.\./)?(server|config|cli)/|#include "(srv|cfg)_' engine/*.[ch] || \
 	    (echo "engine/ must not include server/, config/ or cli/"; exit 1)
+	@! grep -nE '#include "[^"]*(engine|srv|server|cli)[^"]*"' config/*.[ch] || \
+	    (echo "config/ must include nothing of ours"; exit 1)
+	@! grep -nE '#include "[^"]*_impl\.h"' server/*.[ch] | grep -vE '"(srv_impl|srv_http_impl)\.h"' || \
+	    (echo "server/ may use engine/ and config/ only through engine.h and config.h"; exit 1)
 
 ## clean: remove all build directories
 clean:
 	rm -rf build build-asan build-ubsan
 
--include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
+-include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CFG_OBJ:.o=.d) $(SRV_OBJ:.o=.d)
