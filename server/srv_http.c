@@ -284,14 +284,17 @@ static enum MHD_Result preflight(srv_req *r) {
 
 /* ---- POST routes ---- */
 
-/* Worker thread: the job's last input is done. */
+/* Worker thread: the job's last input is done. Once the connection is resumed an HTTP
+ * thread may answer and free the request at once, so nothing of it is touched after the
+ * resume (not even its mutex). */
 static void on_job_done(srv_job *job) {
     srv_req *r = job->user;
+    struct MHD_Connection *conn = r->conn;
     pthread_mutex_lock(&r->mu);
     bool suspended = r->state == REQ_SUSPENDED;
     r->state = REQ_DONE;
-    if (suspended) MHD_resume_connection(r->conn);
     pthread_mutex_unlock(&r->mu);
+    if (suspended) MHD_resume_connection(conn);
 }
 
 static enum MHD_Result answer_job(srv_req *r) {

@@ -241,6 +241,43 @@ static void test_get_endpoints(void **state) {
     http_resp_free(&r);
 }
 
+/* Many short requests from several threads at once: every one answered 200. Under ASan this
+ * is what catches races between a worker resuming a connection and MHD freeing it. */
+typedef struct stress_arg {
+    int n_ok, n;
+} stress_arg;
+
+static void *stress_client(void *p) {
+    stress_arg *a = p;
+    for (int i = 0; i < a->n; i++) {
+        http_resp r;
+        if (http_post(srv.port, "/classify", "{\"inputs\": [\"fast\", \"and short\"]}", &r) == 0 &&
+            r.status == 200)
+            a->n_ok++;
+        http_resp_free(&r);
+    }
+    return NULL;
+}
+
+static void test_stress_many_requests(void **state) {
+    (void)state;
+
+    enum { THREADS = 8, EACH = 150 };
+
+    pthread_t th[THREADS];
+    stress_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i] = (stress_arg){0, EACH};
+        pthread_create(&th[i], NULL, stress_client, &args[i]);
+    }
+    int ok = 0;
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        ok += args[i].n_ok;
+    }
+    assert_int_equal(ok, THREADS * EACH);
+}
+
 /* ---- Errors ---- */
 
 static void expect_error(int port, const char *method, const char *path, const char *headers,
@@ -445,6 +482,7 @@ int main(void) {
         cmocka_unit_test(test_classify_matches_engine),
         cmocka_unit_test(test_concurrent_batches_identical),
         cmocka_unit_test(test_batch_request_and_item_errors),
+        cmocka_unit_test(test_stress_many_requests),
         cmocka_unit_test(test_predict_tei_and_tokenize),
         cmocka_unit_test(test_error_statuses),
         cmocka_unit_test(test_metrics_count_exactly),
