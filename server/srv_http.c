@@ -74,16 +74,16 @@ static void add_common_headers(srv_req *r, struct MHD_Response *resp, const char
         MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->s->cfg.cors_origin);
         MHD_add_response_header(resp, "Vary", "Origin");
     }
+    char v[32];
+    snprintf(v, sizeof v, "%.3f", (srv_now() - r->t0) * 1e3);
+    MHD_add_response_header(resp, "x-total-time", v);
     bool post = r->route == SRV_ROUTE_CLASSIFY || r->route == SRV_ROUTE_PREDICT ||
                 r->route == SRV_ROUTE_TOKENIZE;
     if (!post) return;
-    char v[32];
     snprintf(v, sizeof v, "%.3f", r->queue_ms);
     MHD_add_response_header(resp, "x-queue-time", v);
     snprintf(v, sizeof v, "%.3f", r->compute_ms);
     MHD_add_response_header(resp, "x-compute-time", v);
-    snprintf(v, sizeof v, "%.3f", (srv_now() - r->t0) * 1e3);
-    MHD_add_response_header(resp, "x-total-time", v);
     snprintf(v, sizeof v, "%d", r->tokens);
     MHD_add_response_header(resp, "x-compute-tokens", v);
 }

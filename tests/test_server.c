@@ -173,6 +173,29 @@ static void test_concurrent_batches_identical(void **state) {
         json_decref(alone[i]);
 }
 
+static void test_request_id_and_timing_headers(void **state) {
+    (void)state;
+    http_resp r;
+    const char *body = "{\"inputs\": \"x\"}";
+    assert_int_equal(http_request(srv.port, "POST", "/classify", "X-Request-Id: my-id.42\r\n", body,
+                                  strlen(body), &r),
+                     0);
+    char v[80];
+    assert_int_equal(http_header(&r, "X-Request-Id", v, sizeof v), 0);
+    assert_string_equal(v, "my-id.42");
+    assert_non_null(strstr(r.body, "\"request_id\":\"my-id.42\""));
+    const char *timing[] = {"x-queue-time", "x-compute-time", "x-total-time", "x-compute-tokens"};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(http_header(&r, timing[i], v, sizeof v), 0);
+    assert_int_equal(atoi(v), 3); /* [CLS] x [SEP] */
+    http_resp_free(&r);
+    assert_int_equal(
+        http_request(srv.port, "GET", "/nope", "X-Request-Id: bad id!\r\n", NULL, 0, &r), 0);
+    assert_int_equal(http_header(&r, "X-Request-Id", v, sizeof v), 0);
+    assert_int_equal(strlen(v), 16); /* not echoed: a generated one */
+    http_resp_free(&r);
+}
+
 static void test_batch_request_and_item_errors(void **state) {
     (void)state;
     json_t *resp = post_json(srv.port, "/classify",
@@ -220,8 +243,9 @@ static void test_get_endpoints(void **state) {
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         assert_int_equal(http_get(srv.port, ok[i], &r), 0);
         assert_int_equal(r.status, 200);
-        char id[80];
+        char id[80], ms[32];
         assert_int_equal(http_header(&r, "X-Request-Id", id, sizeof id), 0);
+        assert_int_equal(http_header(&r, "x-total-time", ms, sizeof ms), 0);
         if (!strcmp(ok[i], "/")) assert_non_null(strstr(r.body, "<html"));
         http_resp_free(&r);
     }
@@ -481,6 +505,7 @@ int main(void) {
         cmocka_unit_test(test_get_endpoints),
         cmocka_unit_test(test_classify_matches_engine),
         cmocka_unit_test(test_concurrent_batches_identical),
+        cmocka_unit_test(test_request_id_and_timing_headers),
         cmocka_unit_test(test_batch_request_and_item_errors),
         cmocka_unit_test(test_stress_many_requests),
         cmocka_unit_test(test_predict_tei_and_tokenize),
