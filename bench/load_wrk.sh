@@ -26,7 +26,8 @@ rep=$(mktemp)
 for _ in $(seq 20); do cat "$texts" >> "$rep"; done
 n=$(wc -l < "$rep")
 t0=$(date +%s.%N)
-"$BUILD/ufb" classify --model "$MODEL" < "$rep" > /dev/null
+workers=$(grep -o '[0-9]* workers' "$log" | cut -d' ' -f1)
+"$BUILD/ufb" classify --threads "${workers:-1}" --model "$MODEL" < "$rep" > /dev/null
 t1=$(date +%s.%N)
 rm -f "$rep"
-awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "ufb classify (one process, batches of 32): %d sentences in %.2f s = %.1f sentences/s\n", n, b - a, n / (b - a) }'
+awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "ufb classify (one process, same thread count, batches of 32): %d sentences in %.2f s = %.1f sentences/s\n", n, b - a, n / (b - a) }'

@@ -26,6 +26,8 @@ typedef struct cli_opts {
     const char *type_ids;
     const char *pair;
     enum ufb_kernel kernel;
+    int threads; /* engine threads for one forward pass (a ufb_pool) */
+    ufb_pool *pool;
     int leaves;
     char **texts;
     int n_texts;
@@ -37,6 +39,7 @@ static void usage(FILE *f) {
           "       ufb classify --model DIR [--pair TEXT] [--kernel K] [--leaves] [TEXT ...]\n"
           "         (classify reads one text per line from stdin when no TEXT is given)\n"
           "  --kernel K   CMM variant: auto (default), scalar, avx2, avx512\n"
+          "  --threads N  engine threads for each forward pass (default 1)\n"
           "  --leaves     include the FFF leaf reached per layer, token and tree\n",
           f);
 }
@@ -71,6 +74,9 @@ static int parse_args(cli_opts *o, int argc, char **argv) {
             o->pair = argv[++i];
         else if (!strcmp(a, "--kernel") && has_val) {
             if (parse_kernel(argv[++i], &o->kernel)) return -1;
+        } else if (!strcmp(a, "--threads") && has_val) {
+            o->threads = atoi(argv[++i]);
+            if (o->threads < 1 || o->threads > 1024) return -1;
         } else if (!strcmp(a, "--leaves"))
             o->leaves = 1;
         else if (!strcmp(a, "--")) {
@@ -168,7 +174,7 @@ static int cmd_inspect(const ufb_model *m) {
     for (int i = 0; in->head_kind == UFB_HEAD_CLASSIFIER && i < in->n_labels; i++)
         json_array_append_new(labels, json_string(in->labels[i]));
     enum ufb_kernel k = UFB_KERNEL_AUTO;
-    ufb_ctx_params cp = {1, k};
+    ufb_ctx_params cp = {.max_tokens = 1, .kernel = k};
     ufb_ctx *ctx = ufb_ctx_create(m, &cp);
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, "
@@ -204,7 +210,7 @@ static int cmd_logits(const ufb_model *m, const cli_opts *o) {
         free(ids);
         return 2;
     }
-    ufb_ctx_params cp = {n, o->kernel};
+    ufb_ctx_params cp = {.max_tokens = n, .kernel = o->kernel, .pool = o->pool};
     ufb_ctx *ctx = ufb_ctx_create(m, &cp);
     size_t n_out = (size_t)in->n_outputs * (in->head_kind == UFB_HEAD_MLM ? (size_t)n : 1);
     float *logits = malloc(sizeof(float) * n_out);
@@ -306,7 +312,7 @@ static int cmd_classify(const ufb_model *m, const cli_opts *o) {
         return 2;
     }
     int max_tokens = in->max_positions > BATCH_TOKENS ? in->max_positions : BATCH_TOKENS;
-    ufb_ctx_params cp = {max_tokens, o->kernel};
+    ufb_ctx_params cp = {.max_tokens = max_tokens, .kernel = o->kernel, .pool = o->pool};
     ufb_ctx *ctx = ufb_ctx_create(m, &cp);
     classify_batch *b = calloc(1, sizeof *b);
     if (!ctx || !b || !(b->logits = malloc(sizeof(float) * BATCH_SEQS * (size_t)in->n_outputs))) {
@@ -350,6 +356,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     char err[512];
+    o.pool = o.threads > 1 ? ufb_pool_create(o.threads, NULL) : NULL;
     ufb_model *m = ufb_model_load(o.model, NULL, err, sizeof err);
     int rc = 2;
     if (!m) {
@@ -365,6 +372,7 @@ int main(int argc, char **argv) {
         usage(stderr);
     }
     ufb_model_free(m);
+    ufb_pool_free(o.pool);
     free(o.texts);
     return rc;
 }

@@ -188,6 +188,18 @@ int ufb_kernel_supported(enum ufb_kernel k);
 /* @return static name ("scalar", "avx2", "avx512"). */
 const char *ufb_kernel_name(enum ufb_kernel k);
 
+/* ---- Thread pool ---- */
+
+/* Persistent, pinned threads that split one forward pass between them (the calling thread
+ * works too). Results are bit-identical for every pool size.
+ * n_threads <= 1: no threads, everything inline. cpus: n_threads CPU ids to pin to, or NULL.
+ * @return caller owns; free with ufb_pool_free(). One forward at a time per pool. */
+typedef struct ufb_pool ufb_pool;
+
+ufb_pool *ufb_pool_create(int n_threads, const int *cpus);
+void ufb_pool_free(ufb_pool *p);
+int ufb_pool_size(const ufb_pool *p);
+
 /* ---- Forward pass ---- */
 
 typedef struct ufb_ctx ufb_ctx;
@@ -195,6 +207,7 @@ typedef struct ufb_ctx ufb_ctx;
 typedef struct ufb_ctx_params {
     int max_tokens;         /* total tokens of one batch; 0 = 8 * max_positions */
     enum ufb_kernel kernel; /* CMM variant */
+    ufb_pool *pool;         /* borrowed, must outlive the ctx; NULL = this thread only */
 } ufb_ctx_params;
 
 ufb_ctx_params ufb_ctx_params_default(void);

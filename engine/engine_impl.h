@@ -172,6 +172,14 @@ ufb_gemm_fn ufb_gemm_get(enum ufb_kernel k);
 size_t ufb_linear_packed_len(int n_out, int n_in);
 void ufb_linear_pack(float *packed, const float *w, int n_out, int n_in);
 
+/* ---- Pool ---- */
+
+/* One task of a phase: `thread` in [0, pool size) indexes per-thread scratch. */
+typedef void (*ufb_pool_task_fn)(void *arg, int task, int thread);
+
+/* Run tasks [0, n_tasks) on the pool (inline when p is NULL); returns when all are done. */
+void ufb_pool_run(ufb_pool *p, ufb_pool_task_fn fn, void *arg, int n_tasks);
+
 /* exact GELU, a·Φ(a) */
 float ufb_gelu(float a);
 

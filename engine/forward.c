@@ -28,7 +28,10 @@ struct ufb_ctx {
     float *qkv;         /* (N, 3H) */
     float *attn;        /* (N, H) concatenated heads */
     float *mid;         /* (N, I) dense FF hidden (dense models only) */
-    float *scores;      /* (P, P) one head of one sequence */
+    ufb_pool *pool;     /* borrowed; NULL = this thread only */
+    int n_threads;      /* pool size */
+    int *seq_off;       /* (max_tokens + 1) first row of each sequence of the batch */
+    float *scores;      /* (threads, P, P) one head of one sequence per thread */
     float *pooled;      /* (H) */
     float *pool_out;    /* (HD) */
     float *path_act;    /* (N, T*(D+1)) FFF scratch */
@@ -40,10 +43,10 @@ struct ufb_ctx {
 
 static int check_batch(const ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs, int *n_tokens);
 static void embed(ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs);
-static void layernorm(float *out, const float *x, const float *w, const float *b, int n, int h,
-                      float eps);
-static void attention(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly,
-                      const ufb_seq *seqs, int n_seqs, int n_tok);
+static void residual_ln(ufb_ctx *ctx, float *x, const float *add, float *out, const float *w,
+                        const float *b, int n);
+static void attention(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly, int n_seqs,
+                      int n_tok);
 static void feed_forward(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly, int layer,
                          int n_tok);
 static void head(ufb_ctx *ctx, float *logits, const ufb_seq *seqs, int n_seqs, int n_tok);
@@ -55,38 +58,56 @@ static void add(float *restrict y, const float *restrict x, size_t n) {
         y[i] += x[i];
 }
 
+/* ---- Phases split across the pool: each task owns a block of rows, columns, tokens or a
+ * (sequence, head) pair, and computes it exactly as a single thread would. ---- */
+
+#define ROW_CHUNK  32  /* rows per task for row-wise phases */
+#define GEMM_ROWS  64  /* rows per GEMM task (the GEMM's own L2 row block) */
+#define GEMM_COLS  256 /* output columns per GEMM task (8 packed panels) */
+#define CMM_TOKENS 16  /* tokens per CMM task */
+
+typedef struct phase {
+    ufb_ctx *ctx;
+    float *y, *out;
+    const float *x, *add, *w, *b;
+    const ufb_linear *l;
+    const ufb_layer *ly;
+    int n, n_col_chunks, layer;
+} phase;
+
+static int chunks(int n, int per) {
+    return (n + per - 1) / per;
+}
+
 /* ---- Forward ---- */
 
 int ufb_forward(ufb_ctx *ctx, float *logits, ufb_seq_stats *stats, const ufb_seq *seqs,
                 int n_seqs) {
     const ufb_model *m = ctx->m;
-    const int H = m->info.hidden;
-    const float eps = m->ln_eps;
     int N; /* tokens in the batch */
     int rc = check_batch(ctx, seqs, n_seqs, &N);
     if (rc) return rc;
     float *x = ctx->x, *xn = ctx->xn, *tmp = ctx->tmp; /* (N, H) each */
 
+    for (int s = 0; s < n_seqs; s++)
+        ctx->seq_off[s + 1] = ctx->seq_off[s] + seqs[s].n;
     embed(ctx, seqs, n_seqs); /* x = LN(word + position (+ type)) */
     for (int l = 0; l < m->info.n_layers; l++) {
         const ufb_layer *ly = &m->layers[l];
         if (m->pre_ln) { /* A: crammedBERT, pre-LN */
-            layernorm(xn, x, ly->ln1_w, ly->ln1_b, N, H, eps);
-            attention(ctx, tmp, xn, ly, seqs, n_seqs, N); /* h += Wo·Attn(LN1(h)) */
-            add(x, tmp, (size_t)N * H);
-            layernorm(xn, x, ly->ln2_w, ly->ln2_b, N, H, eps);
+            residual_ln(ctx, x, NULL, xn, ly->ln1_w, ly->ln1_b, N);
+            attention(ctx, tmp, xn, ly, n_seqs, N); /* h += Wo·Attn(LN1(h)) */
+            residual_ln(ctx, x, tmp, xn, ly->ln2_w, ly->ln2_b, N);
             feed_forward(ctx, tmp, xn, ly, l, N); /* h += FF(LN2(h)) */
-            add(x, tmp, (size_t)N * H);
-        } else {                                         /* B: BERT, post-LN */
-            attention(ctx, tmp, x, ly, seqs, n_seqs, N); /* h = LN1(h + Wo·Attn(h) + bo) */
-            add(x, tmp, (size_t)N * H);
-            layernorm(x, x, ly->ln1_w, ly->ln1_b, N, H, eps);
+            residual_ln(ctx, x, tmp, NULL, NULL, NULL, N);
+        } else {                                   /* B: BERT, post-LN */
+            attention(ctx, tmp, x, ly, n_seqs, N); /* h = LN1(h + Wo·Attn(h) + bo) */
+            residual_ln(ctx, x, tmp, x, ly->ln1_w, ly->ln1_b, N);
             feed_forward(ctx, tmp, x, ly, l, N); /* h = LN2(h + FF(h)) */
-            add(x, tmp, (size_t)N * H);
-            layernorm(x, x, ly->ln2_w, ly->ln2_b, N, H, eps);
+            residual_ln(ctx, x, tmp, x, ly->ln2_w, ly->ln2_b, N);
         }
     }
-    if (m->final_ln_w) layernorm(x, x, m->final_ln_w, m->final_ln_b, N, H, eps);
+    if (m->final_ln_w) residual_ln(ctx, x, NULL, x, m->final_ln_w, m->final_ln_b, N);
     head(ctx, logits, seqs, n_seqs, N);
     if (stats) fill_stats(ctx, stats, seqs, n_seqs, N);
     return 0;
@@ -136,30 +157,61 @@ static void embed(ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs) {
             }
         }
     }
-    if (m->emb_ln_w) layernorm(ctx->x, ctx->x, m->emb_ln_w, m->emb_ln_b, row, H, m->ln_eps);
+    if (m->emb_ln_w) residual_ln(ctx, ctx->x, NULL, ctx->x, m->emb_ln_w, m->emb_ln_b, row);
 }
 
-/* out (n, h) = (x - mean) / sqrt(var + eps) * w + b per row; out may alias x. */
-static void layernorm(float *out, const float *x, const float *w, const float *b, int n, int h,
-                      float eps) {
-    for (int r = 0; r < n; r++) {
-        const float *xr = x + (size_t)r * h;
-        float *o = out + (size_t)r * h;
-        float mean = 0.0f, var = 0.0f;
-        for (int i = 0; i < h; i++)
-            mean += xr[i];
-        mean /= (float)h;
-        for (int i = 0; i < h; i++)
-            var += (xr[i] - mean) * (xr[i] - mean);
-        float inv = 1.0f / sqrtf(var / (float)h + eps);
-        for (int i = 0; i < h; i++)
-            o[i] = (xr[i] - mean) * inv * w[i] + b[i];
+/* o (h) = (x - mean) / sqrt(var + eps) * w + b; o may alias x. */
+static void layernorm_row(float *o, const float *x, const float *w, const float *b, int h,
+                          float eps) {
+    float mean = 0.0f, var = 0.0f;
+    for (int i = 0; i < h; i++)
+        mean += x[i];
+    mean /= (float)h;
+    for (int i = 0; i < h; i++)
+        var += (x[i] - mean) * (x[i] - mean);
+    float inv = 1.0f / sqrtf(var / (float)h + eps);
+    for (int i = 0; i < h; i++)
+        o[i] = (x[i] - mean) * inv * w[i] + b[i];
+}
+
+static void residual_ln_task(void *arg, int task, int thread) {
+    const phase *p = arg;
+    const int H = p->ctx->m->info.hidden;
+    const int r1 = (task + 1) * ROW_CHUNK < p->n ? (task + 1) * ROW_CHUNK : p->n;
+    (void)thread;
+    for (int r = task * ROW_CHUNK; r < r1; r++) {
+        float *x = p->y + (size_t)r * H;
+        if (p->add) add(x, p->add + (size_t)r * H, (size_t)H);
+        if (p->w) layernorm_row(p->out + (size_t)r * H, x, p->w, p->b, H, p->ctx->m->ln_eps);
     }
 }
 
-/* y (n, n_out) = x (n, n_in) · Wᵀ + b, batch-invariant (gemm.c) */
-static void linear(const ufb_ctx *ctx, float *y, const float *x, const ufb_linear *l, int n) {
-    ctx->gemm(l, y, l->n_out, x, l->n_in, n);
+/* x += add (when non-NULL); then out = LN(x) with (w, b) when w is non-NULL. */
+static void residual_ln(ufb_ctx *ctx, float *x, const float *add_, float *out, const float *w,
+                        const float *b, int n) {
+    phase p = {.ctx = ctx, .y = x, .add = add_, .out = out, .w = w, .b = b, .n = n};
+    ufb_pool_run(ctx->pool, residual_ln_task, &p, chunks(n, ROW_CHUNK));
+}
+
+static void linear_task(void *arg, int task, int thread) {
+    const phase *p = arg;
+    const ufb_linear *l = p->l;
+    const int r0 = task / p->n_col_chunks * GEMM_ROWS, c0 = task % p->n_col_chunks * GEMM_COLS;
+    const int nr = p->n - r0 < GEMM_ROWS ? p->n - r0 : GEMM_ROWS;
+    const int nc = l->n_out - c0 < GEMM_COLS ? l->n_out - c0 : GEMM_COLS;
+    /* columns [c0, c0 + nc) are whole panels, so the block is a smaller linear layer */
+    ufb_linear part = {l->packed + (size_t)(c0 / UFB_GEMM_NR) * l->n_in * UFB_GEMM_NR,
+                       l->bias ? l->bias + c0 : NULL, l->n_in, nc};
+    (void)thread;
+    p->ctx->gemm(&part, p->y + (size_t)r0 * l->n_out + c0, l->n_out, p->x + (size_t)r0 * l->n_in,
+                 l->n_in, nr);
+}
+
+/* y (n, n_out) = x (n, n_in) · Wᵀ + b, batch-invariant (gemm.c), in (rows × columns) blocks */
+static void linear(ufb_ctx *ctx, float *y, const float *x, const ufb_linear *l, int n) {
+    phase p = {
+        .ctx = ctx, .y = y, .x = x, .l = l, .n = n, .n_col_chunks = chunks(l->n_out, GEMM_COLS)};
+    ufb_pool_run(ctx->pool, linear_task, &p, chunks(n, GEMM_ROWS) * p.n_col_chunks);
 }
 
 static void softmax_rows(float *s, int n, int ld) {
@@ -174,27 +226,32 @@ static void softmax_rows(float *s, int n, int ld) {
     }
 }
 
-/* out (N, H) = Wo · concat_j softmax(q_j k_jᵀ · scale) v_j (+ bo), per sequence and head. */
-static void attention(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly,
-                      const ufb_seq *seqs, int n_seqs, int n_tok) {
+/* One (sequence, head): ctx (S, d) = softmax(q kᵀ · scale) v, written into attn. */
+static void attention_task(void *arg, int task, int thread) {
+    const phase *p = arg;
+    ufb_ctx *ctx = p->ctx;
     const ufb_model *m = ctx->m;
-    const int H = m->info.hidden, d = m->info.head_dim, ld = 3 * H;
+    const int H = m->info.hidden, d = m->info.head_dim, ld = 3 * H, nh = m->info.n_heads;
+    const int s = task / nh, j = task % nh, off = ctx->seq_off[s];
+    const int S = ctx->seq_off[s + 1] - off, P = m->info.max_positions;
+    const float *base = ctx->qkv + (size_t)off * ld;
+    const float *q = base + m->qkv_q + j * m->qkv_head_stride; /* (S, d), row stride ld */
+    const float *k = base + m->qkv_k + j * m->qkv_head_stride;
+    const float *v = base + m->qkv_v + j * m->qkv_head_stride;
+    float *scores = ctx->scores + (size_t)thread * P * P; /* (S, S) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, d, p->ly->score_scale, q, ld, k, ld,
+                0.0f, scores, S);
+    softmax_rows(scores, S, S);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, d, S, 1.0f, scores, S, v, ld, 0.0f,
+                ctx->attn + (size_t)off * H + j * d, H);
+}
+
+/* out (N, H) = Wo · concat_j softmax(q_j k_jᵀ · scale) v_j (+ bo), per sequence and head. */
+static void attention(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly, int n_seqs,
+                      int n_tok) {
     linear(ctx, ctx->qkv, x, &ly->qkv, n_tok); /* (N, 3H) */
-    int off = 0;
-    for (int s = 0; s < n_seqs; off += seqs[s].n, s++) {
-        const int S = seqs[s].n;
-        const float *base = ctx->qkv + (size_t)off * ld;
-        for (int j = 0; j < m->info.n_heads; j++) {
-            const float *q = base + m->qkv_q + j * m->qkv_head_stride; /* (S, d), row stride ld */
-            const float *k = base + m->qkv_k + j * m->qkv_head_stride;
-            const float *v = base + m->qkv_v + j * m->qkv_head_stride;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, d, ly->score_scale, q, ld, k,
-                        ld, 0.0f, ctx->scores, S); /* (S, S) */
-            softmax_rows(ctx->scores, S, S);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, d, S, 1.0f, ctx->scores, S, v,
-                        ld, 0.0f, ctx->attn + (size_t)off * H + j * d, H); /* (S, d) */
-        }
-    }
+    phase p = {.ctx = ctx, .ly = ly};
+    ufb_pool_run(ctx->pool, attention_task, &p, n_seqs * ctx->m->info.n_heads);
     linear(ctx, out, ctx->attn, &ly->out, n_tok);
 }
 
@@ -207,22 +264,42 @@ static float act_dense(const char *act, float a) {
     return ufb_gelu(a);
 }
 
+static void cmm_task(void *arg, int task, int thread) {
+    const phase *p = arg;
+    ufb_ctx *ctx = p->ctx;
+    const ufb_model_info *in = &ctx->m->info;
+    const int H = in->hidden, T = in->fff_trees, path = T * (in->fff_depth + 1);
+    const int t0 = task * CMM_TOKENS, n = p->n - t0 < CMM_TOKENS ? p->n - t0 : CMM_TOKENS;
+    int32_t *leaves = ctx->leaves + ((size_t)p->layer * ctx->max_tokens + t0) * T;
+    (void)thread;
+    ctx->cmm(&p->ly->fff, p->y + (size_t)t0 * H, leaves, ctx->path_act + (size_t)t0 * path,
+             ctx->path_node + (size_t)t0 * path, p->x + (size_t)t0 * H, H, n);
+    if (p->ly->fff_out_bias)
+        for (int r = t0; r < t0 + n; r++)
+            add(p->y + (size_t)r * H, p->ly->fff_out_bias, (size_t)H);
+}
+
+static void act_task(void *arg, int task, int thread) {
+    const phase *p = arg;
+    const ufb_model_info *in = &p->ctx->m->info;
+    const int r1 = (task + 1) * ROW_CHUNK < p->n ? (task + 1) * ROW_CHUNK : p->n;
+    (void)thread;
+    for (size_t i = (size_t)task * ROW_CHUNK * in->intermediate; i < (size_t)r1 * in->intermediate;
+         i++)
+        p->y[i] = act_dense(in->act, p->y[i]);
+}
+
 /* out (N, H) = FF(x): dense W2·act(W1·x + b1) + b2, or the FFF by CMM. */
 static void feed_forward(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly, int layer,
                          int n_tok) {
-    const ufb_model_info *in = &ctx->m->info;
-    const int H = in->hidden, n_mid = in->intermediate;
-    if (in->ff_kind == UFB_FF_FFF) {
-        int32_t *leaves = ctx->leaves + (size_t)layer * ctx->max_tokens * in->fff_trees;
-        ctx->cmm(&ly->fff, out, leaves, ctx->path_act, ctx->path_node, x, H, n_tok);
-        if (ly->fff_out_bias)
-            for (int r = 0; r < n_tok; r++)
-                add(out + (size_t)r * H, ly->fff_out_bias, H);
+    if (ctx->m->info.ff_kind == UFB_FF_FFF) {
+        phase p = {.ctx = ctx, .y = out, .x = x, .ly = ly, .n = n_tok, .layer = layer};
+        ufb_pool_run(ctx->pool, cmm_task, &p, chunks(n_tok, CMM_TOKENS));
         return;
     }
     linear(ctx, ctx->mid, x, &ly->ff1, n_tok); /* (N, I) */
-    for (size_t i = 0; i < (size_t)n_tok * n_mid; i++)
-        ctx->mid[i] = act_dense(in->act, ctx->mid[i]);
+    phase p = {.ctx = ctx, .y = ctx->mid, .n = n_tok};
+    ufb_pool_run(ctx->pool, act_task, &p, chunks(n_tok, ROW_CHUNK));
     linear(ctx, out, ctx->mid, &ly->ff2, n_tok);
 }
 
@@ -331,7 +408,7 @@ static void fill_stats(ufb_ctx *ctx, ufb_seq_stats *stats, const ufb_seq *seqs, 
 /* ---- Context ---- */
 
 ufb_ctx_params ufb_ctx_params_default(void) {
-    ufb_ctx_params p = {0, UFB_KERNEL_AUTO};
+    ufb_ctx_params p = {.max_tokens = 0, .kernel = UFB_KERNEL_AUTO, .pool = NULL};
     return p;
 }
 
@@ -354,6 +431,8 @@ ufb_ctx *ufb_ctx_create(const ufb_model *m, const ufb_ctx_params *params) {
     ctx->kernel = p.kernel;
     ctx->cmm = ufb_cmm_get(&ctx->kernel);
     ctx->gemm = ufb_gemm_get(UFB_KERNEL_AUTO);
+    ctx->pool = p.pool;
+    ctx->n_threads = ufb_pool_size(p.pool);
     ctx->max_tokens = p.max_tokens > 0 ? p.max_tokens : 8 * in->max_positions;
     const size_t N = (size_t)ctx->max_tokens, H = (size_t)in->hidden, P = (size_t)in->max_positions;
     const size_t path = N * (size_t)in->fff_trees * (size_t)(in->fff_depth + 1);
@@ -365,7 +444,8 @@ ufb_ctx *ufb_ctx_create(const ufb_model *m, const ufb_ctx_params *params) {
     ctx->qkv = ctx_alloc(N * 3 * H, sizeof(float), &ok);
     ctx->attn = ctx_alloc(N * H, sizeof(float), &ok);
     ctx->mid = ctx_alloc(fff ? 1 : N * (size_t)in->intermediate, sizeof(float), &ok);
-    ctx->scores = ctx_alloc(P * P, sizeof(float), &ok);
+    ctx->scores = ctx_alloc((size_t)ctx->n_threads * P * P, sizeof(float), &ok);
+    ctx->seq_off = ctx_alloc(N + 1, sizeof(int), &ok);
     ctx->pooled = ctx_alloc(H, sizeof(float), &ok);
     ctx->pool_out = ctx_alloc((size_t)(m->pool_dim > 0 ? m->pool_dim : 1), sizeof(float), &ok);
     ctx->path_act = ctx_alloc(fff ? path : 1, sizeof(float), &ok);
@@ -389,6 +469,7 @@ void ufb_ctx_free(ufb_ctx *ctx) {
     free(ctx->attn);
     free(ctx->mid);
     free(ctx->scores);
+    free(ctx->seq_off);
     free(ctx->pooled);
     free(ctx->pool_out);
     free(ctx->path_act);

@@ -33,7 +33,7 @@ extern char *openblas_get_corename(void);
 static char *make_info(const srv_server *s, int workers) {
     const ufb_model_info *in = ufb_model_info_get(s->m);
     enum ufb_kernel k = UFB_KERNEL_AUTO;
-    ufb_ctx_params cp = {1, k};
+    ufb_ctx_params cp = {.max_tokens = 1, .kernel = k};
     ufb_ctx *ctx = ufb_ctx_create(s->m, &cp);
     json_t *labels = json_array();
     for (int i = 0; in->head_kind == UFB_HEAD_CLASSIFIER && i < in->n_labels; i++)

@@ -118,6 +118,11 @@ static void test_classify_args_and_stdin(void **state) {
     run(r, "classify --model " FIXTURES "/bert_text", "one\ntwo\nthree\n");
     assert_int_equal(r->status, 0);
     assert_int_equal(count_lines(r->out), 3);
+    char *one_thread = strdup(r->out); /* a pool of 3 threads: the same bytes */
+    run(r, "classify --threads 3 --model " FIXTURES "/bert_text", "one\ntwo\nthree\n");
+    assert_int_equal(r->status, 0);
+    assert_string_equal(r->out, one_thread);
+    free(one_thread);
     free(r);
 }
 

@@ -151,7 +151,7 @@ static void check_fixture_kernel(fixture *f, enum ufb_kernel kernel, double *max
         out_per_case[i] = (size_t)in->n_outputs * (in->head_kind == UFB_HEAD_MLM ? gc[i].n : 1);
         total_out += out_per_case[i];
     }
-    ufb_ctx_params cp = {MAX_CASES * in->max_positions, kernel};
+    ufb_ctx_params cp = {.max_tokens = MAX_CASES * in->max_positions, .kernel = kernel};
     ufb_ctx *ctx = ufb_ctx_create(f->m, &cp);
     assert_non_null(ctx);
     float *alone = calloc(total_out, sizeof(float)), *batch = calloc(total_out, sizeof(float));
@@ -197,6 +197,54 @@ static void test_parity_all_fixtures(void **state) {
                    ufb_kernel_name(kernels[k]), diff);
         }
     }
+}
+
+/* The same batch on 1 thread and on a pool of 3: bit-identical logits and leaves. */
+static void test_pool_bit_identical(void **state) {
+    (void)state;
+    ufb_pool *pool = ufb_pool_create(3, NULL);
+    assert_non_null(pool);
+    assert_int_equal(ufb_pool_size(pool), 3);
+    for (int i = 0; i < n_fixtures; i++) {
+        const ufb_model_info *in = ufb_model_info_get(fixtures[i].m);
+        json_t *cases = json_object_get(fixtures[i].golden, "cases");
+        int n = (int)json_array_size(cases), total = 0;
+        gcase *gc = calloc((size_t)n, sizeof *gc);
+        ufb_seq seqs[MAX_CASES];
+        ufb_seq_stats st1[MAX_CASES], st3[MAX_CASES];
+        for (int c = 0; c < n; c++) {
+            read_case(&gc[c], json_array_get(cases, (size_t)c));
+            seqs[c] = (ufb_seq){gc[c].ids, gc[c].has_types ? gc[c].types : NULL, gc[c].n};
+            total += gc[c].n;
+            st1[c] =
+                (ufb_seq_stats){.leaves = calloc(ufb_leaves_len(fixtures[i].m, gc[c].n) + 1, 4)};
+            st3[c] =
+                (ufb_seq_stats){.leaves = calloc(ufb_leaves_len(fixtures[i].m, gc[c].n) + 1, 4)};
+        }
+        size_t n_out = (size_t)in->n_outputs * (in->head_kind == UFB_HEAD_MLM ? total : n);
+        float *l1 = calloc(n_out, sizeof(float)), *l3 = calloc(n_out, sizeof(float));
+        ufb_ctx_params cp = {.max_tokens = total};
+        ufb_ctx *c1 = ufb_ctx_create(fixtures[i].m, &cp);
+        cp.pool = pool;
+        ufb_ctx *c3 = ufb_ctx_create(fixtures[i].m, &cp);
+        assert_int_equal(ufb_forward(c1, l1, st1, seqs, n), 0);
+        assert_int_equal(ufb_forward(c3, l3, st3, seqs, n), 0);
+        assert_memory_equal(l1, l3, n_out * sizeof(float));
+        for (int c = 0; c < n; c++) {
+            assert_memory_equal(st1[c].leaves, st3[c].leaves,
+                                ufb_leaves_len(fixtures[i].m, gc[c].n) * sizeof(int32_t));
+            assert_memory_equal(st1[c].nodes_distinct, st3[c].nodes_distinct,
+                                sizeof st1[c].nodes_distinct);
+            free(st1[c].leaves);
+            free(st3[c].leaves);
+        }
+        ufb_ctx_free(c1);
+        ufb_ctx_free(c3);
+        free(l1);
+        free(l3);
+        free(gc);
+    }
+    ufb_pool_free(pool);
 }
 
 /* Text cases: the model's own tokenizer must give the golden ids, then the golden logits. */
@@ -270,7 +318,7 @@ static void test_bad_inputs(void **state) {
     (void)state;
     ufb_model *m = fixtures[0].m;
     const ufb_model_info *in = ufb_model_info_get(m);
-    ufb_ctx_params cp = {in->max_positions + 1, UFB_KERNEL_AUTO};
+    ufb_ctx_params cp = {.max_tokens = in->max_positions + 1, .kernel = UFB_KERNEL_AUTO};
     ufb_ctx *ctx = ufb_ctx_create(m, &cp);
     float logits[4096];
     int32_t ids[2048] = {0};
@@ -294,9 +342,8 @@ static void test_bad_inputs(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parity_all_fixtures),
-        cmocka_unit_test(test_text_cases),
-        cmocka_unit_test(test_transformers_client),
+        cmocka_unit_test(test_parity_all_fixtures), cmocka_unit_test(test_pool_bit_identical),
+        cmocka_unit_test(test_text_cases),          cmocka_unit_test(test_transformers_client),
         cmocka_unit_test(test_bad_inputs),
     };
     return cmocka_run_group_tests_name("model", tests, setup, teardown);
