@@ -33,7 +33,7 @@ LIBS_ALL   := $(BUILD)/libsrv.a $(BUILD)/libcfg.a $(BUILD)/libufb.a
 $(BUILD)/engine/%_avx2.o:   KFLAGS = -mavx2 -mfma -mf16c
 $(BUILD)/engine/%_avx512.o: KFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 
-.PHONY: all help deps test check asan ubsan run clean format format-check lint fixtures bench
+.PHONY: all help deps test check asan ubsan tsan run clean format format-check lint fixtures bench
 
 ## all: release build of the engine, the ufb CLI and the ufbd server
 all: $(BUILD)/ufb $(BUILD)/ufbd
@@ -109,6 +109,15 @@ ubsan:
 	    EXTRA_CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    LDLIBS="-fsanitize=undefined -lopenblas -ljansson -lm -lpthread"
 
+## tsan: ThreadSanitizer build of the engine pool and server tests (batcher, workers, drain)
+tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 \
+	    EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
+	    LDLIBS="-fsanitize=thread -lopenblas -ljansson -lm -lpthread" \
+	    build-tsan/ufbd build-tsan/tests/test_server build-tsan/tests/test_model
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	    BUILD=build-tsan tests/run_tests.sh build-tsan/tests/test_model build-tsan/tests/test_server
+
 ## run: install what is missing, build, and serve the default model on port 8080
 MODEL ?= models/sst2-minilm-fff
 run: deps all
@@ -145,6 +154,6 @@ lint:
 
 ## clean: remove all build directories
 clean:
-	rm -rf build build-asan build-ubsan
+	rm -rf build build-asan build-ubsan build-tsan
 
 -include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CFG_OBJ:.o=.d) $(SRV_OBJ:.o=.d)
