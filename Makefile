@@ -22,7 +22,7 @@ ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC   := $(wildcard tests/test_*.c)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-CLI_SRC    := $(wildcard cli/*.c)
+CLI_SRC    := $(wildcard cli/*.c) $(wildcard bench/*.c)
 CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o)
 CFG_OBJ    := $(patsubst %.c,$(BUILD)/%.o,$(wildcard config/*.c))
 SRV_SRC    := $(filter-out server/srv_main.c,$(wildcard server/*.c))
@@ -69,9 +69,6 @@ $(BUILD)/libufb.a: $(ENGINE_OBJ)
 
 $(BUILD)/ufb: $(CLI_OBJ) $(BUILD)/libufb.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
-
-$(BUILD)/bench_ffn: bench/bench_ffn.c $(BUILD)/libufb.a
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/libufb.a $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(LIBS_ALL) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
@@ -126,10 +123,10 @@ run: deps all
 	    model=tests/fixtures/bert_text; fi; \
 	exec $(BUILD)/ufbd --model $$model --port 8080
 
-## bench: rough single-thread timing of the FF layer, dense sgemm vs CMM (H=768, depth 11)
-bench: $(BUILD)/bench_ffn
-	$(BUILD)/bench_ffn 1
-	$(BUILD)/bench_ffn 128
+## bench: FF layer, dense (sgemm, sgemv, level 1) vs FFF (level 1, CMM kernels), 16 layers
+bench: $(BUILD)/ufb
+	$(BUILD)/ufb bench ffn --hidden 768 --depth 11 --trees 1 --layers 16 \
+	    --batch 1,8,32,128,1024 --threads 1,2
 
 ## fixtures: regenerate tests/fixtures with the PyTorch reference (needs tools/requirements.txt)
 fixtures:

@@ -1,100 +1,506 @@
-/* bench_ffn.c — first rough timing of one feed-forward layer shape, dense vs CMM.
+/* bench_ffn.c — `ufb bench ffn`: one feed-forward layer shape, every dense and FFF method,
+ * side by side in one process, with weights that do not stay in cache.
  *
- * UltraFastBERT-1x11 shape: H=768, one tree of depth 11 (4095 neurons, 12 used per token);
- * the dense baseline has the same 4095 neurons: OpenBLAS sgemm -> GELU -> sgemm. 16 layers of
- * distinct random weights (403 MB per variant) are run in turn, so no layer's weights stay in
- * cache. Single thread for both (the engine's worker pool comes later). Medians of 7 runs.
- * The full benchmark suite (all batch sizes, BLAS level 1/2 baselines, JSON) is `ufb bench`.
+ *   ufb bench ffn [--hidden 768] [--depth 11] [--trees 1] [--layers 16]
+ *                 [--batch 1,8,32,128,1024] [--threads 1,2] [--runs 5] [--json]
  *
- *   build/bench_ffn [batch]
+ * Each variant runs the same random input through L layers of distinct random weights
+ * (16 x 2 x 4095 x 768 floats = 403 MB per method for UltraFastBERT-1x11), so every layer's
+ * weights come from DRAM, as in a real model. Dense baselines have the FFF's neuron count:
+ *   dense_sgemm   OpenBLAS sgemm -> GELU -> sgemm (level 3; OpenBLAS threads = T)
+ *   dense_sgemv   per token: sgemv -> GELU -> sgemv (level 2)
+ *   dense_l1      per token and neuron: sdot -> GELU -> saxpy (level 1, as in the paper)
+ *   fff_l1        per token and visited node: sdot -> GELU -> saxpy (the paper's CPU method)
+ *   cmm_scalar, cmm_avx2, cmm_avx512   our kernels (engine/cmm*.c)
+ * Per-token variants (all but dense_sgemm) split tokens over a ufb_pool of T threads with
+ * OpenBLAS on one thread. Dense GELU uses an exp-free erf approximation (A&S 7.1.28, error
+ * < 3e-7) that the compiler vectorises, so the dense baselines are not slowed by erff calls.
+ * dense_sgemv and dense_l1 cost the same per token at any batch size (no weight reuse), so
+ * they are timed on at most 32 tokens. Reported: median µs per token and layer over --runs
+ * runs after a warm-up, the speedup of the fastest FFF variant over the fastest dense one per
+ * (threads, batch), and each variant's relative error against its scalar reference.
  */
+#include "bench.h"
 #include "engine_impl.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define H      768
-#define DEPTH  11
-#define LAYERS 16
-#define RUNS   7
-
 extern void openblas_set_num_threads(int n);
 extern char *openblas_get_corename(void);
+extern char *openblas_get_config(void);
 
-static uint64_t rng = 88172645463325252ull;
+enum variant { V_SGEMM, V_SGEMV, V_L1, V_FFF_L1, V_CMM_SCALAR, V_CMM_AVX2, V_CMM_AVX512, N_V };
 
-static float frand(void) {
+static const char *const vnames[N_V] = {"dense_sgemm", "dense_sgemv", "dense_l1",  "fff_l1",
+                                        "cmm_scalar",  "cmm_avx2",    "cmm_avx512"};
+
+#define PER_TOKEN_CAP 32 /* tokens timed for dense_sgemv / dense_l1 */
+
+typedef struct layer_w {
+    float *w1, *b1, *w2t; /* dense: (I, H), (I), (I, H) = W2 transposed */
+    ufb_fff fff;          /* FFF of the same neuron count */
+} layer_w;
+
+typedef struct bench {
+    int H, D, T, L, n_mid, runs, json; /* n_mid: neurons per layer */
+    int batches[16], n_batches, threads[8], n_threads;
+    layer_w *layers;
+    float *x, *y, *mid; /* (Bmax, H), (Bmax, H), (Bmax, I) */
+    float *path_act;
+    int32_t *path_node, *leaves;
+    ufb_pool *pool;
+} bench;
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+
+static float frand(float scale) {
     rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((rng >> 40) * (2.0 / (1 << 24)) - 1.0) * 0.05f;
+    return (float)((double)(rng >> 40) * (2.0 / (1 << 24)) - 1.0) * scale;
 }
 
-static double now_us(void) {
+static float *rand_floats(size_t n, float scale) {
+    float *p = aligned_alloc(64, (sizeof(float) * n + 63) & ~(size_t)63);
+    for (size_t i = 0; p && i < n; i++)
+        p[i] = frand(scale);
+    return p;
+}
+
+static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+/* erf for x >= 0 by Abramowitz & Stegun 7.1.28 (|error| < 3e-7): no exp, so it vectorises */
+static inline float erf_poly(float x) {
+    float t =
+        1.0f + x * (0.0705230784f +
+                    x * (0.0422820123f +
+                         x * (0.0092705272f +
+                              x * (0.0001520143f + x * (0.0002765672f + x * 0.0000430638f)))));
+    t *= t, t *= t, t *= t, t *= t; /* ^16 */
+    return 1.0f - 1.0f / t;
+}
+
+static void gelu_fast(float *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float z = v[i] * 0.70710678f, e = erf_poly(fabsf(z));
+        v[i] = 0.5f * v[i] * (1.0f + (z < 0 ? -e : e));
+    }
+}
+
+/* ---- The variants, on tokens [t0, t0 + n) of layer l ---- */
+
+static void dense_sgemv(bench *b, const layer_w *w, int t0, int n, float *mid) {
+    for (int t = t0; t < t0 + n; t++) {
+        memcpy(mid, w->b1, sizeof(float) * (size_t)b->n_mid);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, b->n_mid, b->H, 1.0f, w->w1, b->H,
+                    b->x + (size_t)t * b->H, 1, 1.0f, mid, 1);
+        gelu_fast(mid, (size_t)b->n_mid);
+        cblas_sgemv(CblasRowMajor, CblasTrans, b->n_mid, b->H, 1.0f, w->w2t, b->H, mid, 1, 0.0f,
+                    b->y + (size_t)t * b->H, 1);
+    }
+}
+
+static void dense_l1(bench *b, const layer_w *w, int t0, int n) {
+    for (int t = t0; t < t0 + n; t++) {
+        const float *x = b->x + (size_t)t * b->H;
+        float *y = b->y + (size_t)t * b->H;
+        memset(y, 0, sizeof(float) * (size_t)b->H);
+        for (int i = 0; i < b->n_mid; i++) {
+            float a = cblas_sdot(b->H, x, 1, w->w1 + (size_t)i * b->H, 1) + w->b1[i];
+            gelu_fast(&a, 1);
+            cblas_saxpy(b->H, a, w->w2t + (size_t)i * b->H, 1, y, 1);
+        }
+    }
+}
+
+/* the paper's CPU method: BLAS level 1 on the visited nodes only */
+static void fff_l1(bench *b, const ufb_fff *f, int t0, int n) {
+    for (int t = t0; t < t0 + n; t++) {
+        const float *x = b->x + (size_t)t * b->H;
+        float *y = b->y + (size_t)t * b->H;
+        memset(y, 0, sizeof(float) * (size_t)b->H);
+        for (int tree = 0; tree < f->n_trees; tree++) {
+            int k = 0;
+            for (int level = 0; level <= f->depth; level++) {
+                const int r = tree * f->n_nodes + k;
+                const float *win = f->nodes + (size_t)r * 2 * f->hp;
+                float a = cblas_sdot(b->H, x, 1, win, 1) + f->bias[r];
+                cblas_saxpy(b->H, ufb_gelu(a), win + f->hp, 1, y, 1);
+                if (level == f->depth) b->leaves[(size_t)t * f->n_trees + tree] = k;
+                k = 2 * k + 1 + (a > 0.0f);
+            }
+        }
+    }
+}
+
+typedef struct task_arg {
+    bench *b;
+    enum variant v;
+    int layer, n_tok, per_task;
+    ufb_cmm_fn cmm;
+} task_arg;
+
+static void token_task(void *varg, int task, int thread) {
+    task_arg *a = varg;
+    bench *b = a->b;
+    const layer_w *w = &b->layers[a->layer];
+    const int t0 = task * a->per_task;
+    const int n = a->n_tok - t0 < a->per_task ? a->n_tok - t0 : a->per_task;
+    const size_t P = (size_t)b->T * (b->D + 1);
+    if (n <= 0) return;
+    switch (a->v) {
+    case V_SGEMV:
+        dense_sgemv(b, w, t0, n, b->mid + (size_t)thread * b->n_mid);
+        break;
+    case V_L1:
+        dense_l1(b, w, t0, n);
+        break;
+    case V_FFF_L1:
+        fff_l1(b, &w->fff, t0, n);
+        break;
+    case V_CMM_SCALAR:
+    case V_CMM_AVX2:
+    case V_CMM_AVX512:
+        a->cmm(&w->fff, b->y + (size_t)t0 * b->H, b->leaves + (size_t)t0 * b->T,
+               b->path_act + (size_t)t0 * P, b->path_node + (size_t)t0 * P,
+               b->x + (size_t)t0 * b->H, b->H, n);
+        break;
+    case V_SGEMM:
+    case N_V:
+        break;
+    }
+}
+
+static void dense_sgemm(bench *b, const layer_w *w, int n) {
+    for (int r = 0; r < n; r++)
+        memcpy(b->mid + (size_t)r * b->n_mid, w->b1, sizeof(float) * (size_t)b->n_mid);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, b->n_mid, b->H, 1.0f, b->x, b->H, w->w1,
+                b->H, 1.0f, b->mid, b->n_mid);
+    gelu_fast(b->mid, (size_t)n * b->n_mid);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, b->H, b->n_mid, 1.0f, b->mid,
+                b->n_mid, w->w2t, b->H, 0.0f, b->y, b->H);
+}
+
+/* One pass: n_tok tokens through every layer. */
+static void run_pass(bench *b, enum variant v, ufb_cmm_fn cmm, int threads, int n_tok) {
+    for (int l = 0; l < b->L; l++) {
+        if (v == V_SGEMM) {
+            dense_sgemm(b, &b->layers[l], n_tok);
+            continue;
+        }
+        task_arg a = {b, v, l, n_tok, (n_tok + threads - 1) / threads, cmm};
+        ufb_pool_run(threads > 1 ? b->pool : NULL, token_task, &a, threads);
+    }
+}
+
+/* ---- Correctness: every variant against its scalar reference, on layer 0 ---- */
+
+/* Dense reference in double on the first n tokens of layer 0 (exact GELU). */
+static void dense_reference(const bench *b, double *ref, int n) {
+    const layer_w *w = &b->layers[0];
+    for (int t = 0; t < n; t++) {
+        const float *x = b->x + (size_t)t * b->H;
+        for (int c = 0; c < b->H; c++)
+            ref[(size_t)t * b->H + c] = 0;
+        for (int i = 0; i < b->n_mid; i++) {
+            double a = w->b1[i];
+            for (int k = 0; k < b->H; k++)
+                a += (double)x[k] * w->w1[(size_t)i * b->H + k];
+            double g = 0.5 * a * (1.0 + erf(a / sqrt(2.0)));
+            for (int c = 0; c < b->H; c++)
+                ref[(size_t)t * b->H + c] += g * w->w2t[(size_t)i * b->H + c];
+        }
+    }
+}
+
+static double rel_err(const float *y, const double *ref, size_t n) {
+    double e = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        e = fmax(e, fabs(y[i] - ref[i]));
+        s = fmax(s, fabs(ref[i]));
+    }
+    return s > 0 ? e / s : e;
+}
+
+/* @return relative error of variant v on layer 0 vs its reference; -1 on a routing mismatch */
+static double check_variant(bench *b, enum variant v, ufb_cmm_fn cmm, const double *dense_ref,
+                            const double *fff_ref, const int32_t *leaves_ref, int n) {
+    bench one = *b;
+    one.L = 1;
+    openblas_set_num_threads(1);
+    run_pass(&one, v, cmm, 1, n);
+    bool fff = v >= V_FFF_L1;
+    if (fff && memcmp(b->leaves, leaves_ref, sizeof(int32_t) * (size_t)n * b->T) != 0) return -1;
+    return rel_err(b->y, fff ? fff_ref : dense_ref, (size_t)n * b->H);
+}
+
+/* ---- Timing ---- */
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static float *rand_array(size_t n) {
-    float *p = aligned_alloc(64, sizeof(float) * n);
-    for (size_t i = 0; i < n; i++)
-        p[i] = frand();
-    return p;
+/* @return median µs per token and layer */
+static double time_variant(bench *b, enum variant v, ufb_cmm_fn cmm, int threads, int batch) {
+    int n = (v == V_SGEMV || v == V_L1) && batch > PER_TOKEN_CAP ? PER_TOKEN_CAP : batch;
+    double t[64];
+    openblas_set_num_threads(v == V_SGEMM ? threads : 1);
+    run_pass(b, v, cmm, threads, n); /* warm-up */
+    for (int r = 0; r < b->runs; r++) {
+        double t0 = now();
+        run_pass(b, v, cmm, threads, n);
+        t[r] = (now() - t0) * 1e6 / ((double)n * b->L);
+    }
+    qsort(t, (size_t)b->runs, sizeof(double), cmp_double);
+    return t[b->runs / 2];
 }
 
-int main(int argc, char **argv) {
-    const int B = argc > 1 ? atoi(argv[1]) : 128, N = (1 << (DEPTH + 1)) - 1;
-    openblas_set_num_threads(1);
-    float *w1[LAYERS], *w2[LAYERS], *nodes[LAYERS], *bias[LAYERS];
-    for (int l = 0; l < LAYERS; l++) {
-        w1[l] = rand_array((size_t)N * H), w2[l] = rand_array((size_t)H * N);
-        nodes[l] = rand_array((size_t)N * 2 * H), bias[l] = rand_array((size_t)N);
+/* ---- Setup and main ---- */
+
+static int parse_list(const char *s, int *out, int cap) {
+    int n = 0;
+    while (*s && n < cap) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > 65536) return -1;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
     }
-    float *x = rand_array((size_t)B * H), *mid = rand_array((size_t)B * N);
-    float *y = rand_array((size_t)B * H), *act = rand_array((size_t)B * (DEPTH + 1));
-    int32_t *node = calloc((size_t)B * (DEPTH + 1), sizeof(int32_t));
-    int32_t *leaves = calloc((size_t)B, sizeof(int32_t));
-    const char *names[] = {"dense sgemm", "cmm scalar", "cmm avx2", "cmm avx512"};
+    return *s ? -1 : n;
+}
 
-    enum ufb_kernel kernels[] = {UFB_KERNEL_AUTO, UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
-                                 UFB_KERNEL_AVX512};
+static int parse_args(bench *b, int argc, char **argv) {
+    *b = (bench){.H = 768, .D = 11, .T = 1, .L = 16, .runs = 5};
+    b->n_batches = parse_list("1,8,32,128,1024", b->batches, 16);
+    b->n_threads = parse_list("1,2", b->threads, 8);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--json"))
+            b->json = 1;
+        else if (!v)
+            return -1;
+        else if (!strcmp(a, "--hidden"))
+            b->H = atoi(v), i++;
+        else if (!strcmp(a, "--depth"))
+            b->D = atoi(v), i++;
+        else if (!strcmp(a, "--trees"))
+            b->T = atoi(v), i++;
+        else if (!strcmp(a, "--layers"))
+            b->L = atoi(v), i++;
+        else if (!strcmp(a, "--runs"))
+            b->runs = atoi(v), i++;
+        else if (!strcmp(a, "--batch"))
+            b->n_batches = parse_list(v, b->batches, 16), i++;
+        else if (!strcmp(a, "--threads"))
+            b->n_threads = parse_list(v, b->threads, 8), i++;
+        else
+            return -1;
+    }
+    bool ok = b->H >= 1 && b->H <= 8192 && b->D >= 0 && b->D <= 16 && b->T >= 1 && b->T <= 64 &&
+              b->L >= 1 && b->L <= 64 && b->runs >= 1 && b->runs <= 63 && b->n_batches > 0 &&
+              b->n_threads > 0;
+    return ok ? 0 : -1;
+}
 
-    double med[4] = {0};
-    printf("H=%d depth=%d (%d neurons) batch=%d layers=%d, 1 thread, OpenBLAS core %s\n", H, DEPTH,
-           N, B, LAYERS, openblas_get_corename());
-    for (int v = 0; v < 4; v++) {
-        ufb_cmm_fn fn = v ? ufb_cmm_get(&kernels[v]) : NULL;
-        if (v && !fn) continue;
-        double t[RUNS + 1];
-        for (int r = 0; r <= RUNS; r++) { /* run 0 is the warm-up */
-            double t0 = now_us();
-            for (int l = 0; l < LAYERS; l++) {
-                if (!v) {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, N, H, 1.0f, x, H, w1[l],
-                                H, 0.0f, mid, N);
-                    for (size_t i = 0; i < (size_t)B * N; i++)
-                        mid[i] = ufb_gelu(mid[i]);
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, N, 1.0f, mid, N,
-                                w2[l], N, 0.0f, y, H);
-                } else {
-                    ufb_fff w = {nodes[l], bias[l], H, H, DEPTH, 1, N};
-                    fn(&w, y, leaves, act, node, x, H, B);
-                }
-            }
-            t[r] = (now_us() - t0) / ((double)B * LAYERS);
+static int alloc_bench(bench *b) {
+    const int n_nodes = (1 << (b->D + 1)) - 1, hp = (b->H + 15) & ~15;
+    int bmax = 1, tmax = 1;
+    for (int i = 0; i < b->n_batches; i++)
+        bmax = b->batches[i] > bmax ? b->batches[i] : bmax;
+    for (int i = 0; i < b->n_threads; i++)
+        tmax = b->threads[i] > tmax ? b->threads[i] : tmax;
+    b->n_mid = b->T * n_nodes;
+    b->layers = calloc((size_t)b->L, sizeof *b->layers);
+    if (!b->layers) return -1;
+    const float s_in = 1.0f / sqrtf((float)b->H), s_out = 1.0f / sqrtf((float)b->n_mid);
+    for (int l = 0; l < b->L; l++) {
+        layer_w *w = &b->layers[l];
+        w->w1 = rand_floats((size_t)b->n_mid * b->H, s_in);
+        w->b1 = rand_floats((size_t)b->n_mid, 0.1f);
+        w->w2t = rand_floats((size_t)b->n_mid * b->H, s_out);
+        float *nodes = rand_floats((size_t)b->n_mid * 2 * hp, s_in);
+        if (!w->w1 || !w->b1 || !w->w2t || !nodes) return -1;
+        for (int r = 0; r < b->n_mid; r++) /* zero the padding: the kernels rely on it */
+            for (int c = b->H; c < hp; c++)
+                nodes[(size_t)r * 2 * hp + c] = nodes[(size_t)r * 2 * hp + hp + c] = 0.0f;
+        w->fff =
+            (ufb_fff){nodes, rand_floats((size_t)b->n_mid, 0.1f), b->H, hp, b->D, b->T, n_nodes};
+    }
+    b->x = rand_floats((size_t)bmax * b->H, 1.0f);
+    b->y = rand_floats((size_t)bmax * b->H, 1.0f);
+    b->mid = rand_floats((size_t)(bmax > tmax ? bmax : tmax) * b->n_mid, 1.0f);
+    b->path_act = rand_floats((size_t)bmax * b->T * (b->D + 1), 1.0f);
+    b->path_node = calloc((size_t)bmax * b->T * (b->D + 1), sizeof(int32_t));
+    b->leaves = calloc((size_t)bmax * b->T, sizeof(int32_t));
+    b->pool = tmax > 1 ? ufb_pool_create(tmax, NULL) : NULL;
+    return b->x && b->y && b->mid && b->path_act && b->path_node && b->leaves ? 0 : -1;
+}
+
+static void free_bench(bench *b) {
+    for (int l = 0; b->layers && l < b->L; l++) {
+        free(b->layers[l].w1), free(b->layers[l].b1), free(b->layers[l].w2t);
+        free((void *)b->layers[l].fff.nodes), free((void *)b->layers[l].fff.bias);
+    }
+    free(b->layers), free(b->x), free(b->y), free(b->mid), free(b->path_act);
+    free(b->path_node), free(b->leaves);
+    ufb_pool_free(b->pool);
+}
+
+/* ---- Output ---- */
+
+typedef struct table {
+    double us[N_V][8][16]; /* variant, threads index, batch index; < 0: not run */
+    double err[N_V];       /* vs reference; -1 routing mismatch; -2 not run */
+} table;
+
+static bool is_dense(enum variant v) {
+    return v <= V_L1;
+}
+
+/* fastest dense / FFF time at (ti, bi) */
+static double best(const table *t, int ti, int bi, bool dense) {
+    double m = 0;
+    for (int v = 0; v < N_V; v++)
+        if (is_dense((enum variant)v) == dense && t->us[v][ti][bi] > 0 &&
+            (m == 0 || t->us[v][ti][bi] < m))
+            m = t->us[v][ti][bi];
+    return m;
+}
+
+static void print_text(const bench *b, const table *t) {
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    printf("FF layer H=%d, %d tree(s) of depth %d (%d neurons, %d used per token), %d layers of "
+           "distinct weights; OpenBLAS core %s (OPENBLAS_CORETYPE %s)\n",
+           b->H, b->T, b->D, b->n_mid, b->T * (b->D + 1), b->L, openblas_get_corename(),
+           ct ? ct : "unset");
+    printf("check vs scalar reference (layer 0): ");
+    for (int v = 0; v < N_V; v++)
+        if (t->err[v] > -2) printf("%s %.1e  ", vnames[v], t->err[v]);
+    printf("\nmedian us per token per layer (%d runs):\n", b->runs);
+    for (int ti = 0; ti < b->n_threads; ti++) {
+        printf("threads=%d %-12s", b->threads[ti], "");
+        for (int bi = 0; bi < b->n_batches; bi++)
+            printf(" %10s%-4d", "B=", b->batches[bi]);
+        printf("\n");
+        for (int v = 0; v < N_V; v++) {
+            if (t->err[v] <= -2) continue;
+            printf("  %-21s", vnames[v]);
+            for (int bi = 0; bi < b->n_batches; bi++)
+                printf(" %14.3f", t->us[v][ti][bi]);
+            printf("\n");
         }
-        qsort(t + 1, RUNS, sizeof(double), cmp_double);
-        med[v] = t[1 + RUNS / 2];
-        printf("  %-12s %10.3f us per token-layer", names[v], med[v]);
-        if (v) printf("   %6.1fx vs dense", med[0] / med[v]);
+        printf("  %-21s", "FFF speedup vs dense");
+        for (int bi = 0; bi < b->n_batches; bi++)
+            printf(" %13.1fx", best(t, ti, bi, true) / best(t, ti, bi, false));
         printf("\n");
     }
+}
+
+static void print_json(const bench *b, const table *t) {
+    const char *ct = getenv("OPENBLAS_CORETYPE");
+    printf("{\"config\":{\"hidden\":%d,\"depth\":%d,\"trees\":%d,\"layers\":%d,\"neurons\":%d,"
+           "\"runs\":%d},\"openblas\":{\"core\":\"%s\",\"coretype_env\":%s%s%s},\"check\":{",
+           b->H, b->D, b->T, b->L, b->n_mid, b->runs, openblas_get_corename(), ct ? "\"" : "",
+           ct ? ct : "null", ct ? "\"" : "");
+    for (int v = 0, first = 1; v < N_V; v++)
+        if (t->err[v] > -2)
+            printf("%s\"%s\":%.3g", first ? "" : ",", vnames[v], t->err[v]), first = 0;
+    printf("},\"results\":[");
+    for (int ti = 0, first = 1; ti < b->n_threads; ti++)
+        for (int bi = 0; bi < b->n_batches; bi++)
+            for (int v = 0; v < N_V; v++)
+                if (t->us[v][ti][bi] > 0)
+                    printf("%s{\"variant\":\"%s\",\"threads\":%d,\"batch\":%d,"
+                           "\"us_per_token_layer\":%.4f}",
+                           first ? "" : ",", vnames[v], b->threads[ti], b->batches[bi],
+                           t->us[v][ti][bi]),
+                        first = 0;
+    const int tl = b->n_threads - 1; /* the headline ratios: the largest thread count */
+    const char *keys[2] = {"speedup_vs_best_dense", "speedup_f32_vs_best_dense"};
+    printf("]");
+    for (int k = 0; k < 2; k++) { /* every FFF weight format is F32 so far: same numbers */
+        printf(",\"%s\":{", keys[k]);
+        for (int bi = 0; bi < b->n_batches; bi++)
+            printf("%s\"%d\":%.2f", bi ? "," : "", b->batches[bi],
+                   best(t, tl, bi, true) / best(t, tl, bi, false));
+        printf("}");
+        if (k == 0) printf(",\"threads\":%d", b->threads[tl]);
+    }
+    printf(",\"by_threads\":{");
+    for (int ti = 0; ti < b->n_threads; ti++) {
+        printf("%s\"%d\":{", ti ? "," : "", b->threads[ti]);
+        for (int bi = 0; bi < b->n_batches; bi++)
+            printf("%s\"%d\":%.2f", bi ? "," : "", b->batches[bi],
+                   best(t, ti, bi, true) / best(t, ti, bi, false));
+        printf("}");
+    }
+    printf("}}\n");
+}
+
+static ufb_cmm_fn cmm_of(enum variant v) {
+    enum ufb_kernel k = v == V_CMM_AVX512 ? UFB_KERNEL_AVX512
+                        : v == V_CMM_AVX2 ? UFB_KERNEL_AVX2
+                                          : UFB_KERNEL_SCALAR;
+    return ufb_cmm_get(&k);
+}
+
+static void check_all(bench *b, table *t) {
+    const int n = b->batches[0] < 4 ? b->batches[0] : 4;
+    double *dref = malloc(sizeof(double) * (size_t)n * b->H);
+    double *fref = malloc(sizeof(double) * (size_t)n * b->H);
+    int32_t *lref = malloc(sizeof(int32_t) * (size_t)n * b->T);
+    dense_reference(b, dref, n);
+    bench one = *b;
+    one.L = 1;
+    run_pass(&one, V_CMM_SCALAR, ufb_cmm_scalar, 1, n); /* the FFF specification */
+    for (size_t i = 0; i < (size_t)n * b->H; i++)
+        fref[i] = b->y[i];
+    memcpy(lref, b->leaves, sizeof(int32_t) * (size_t)n * b->T);
+    for (int v = 0; v < N_V; v++) {
+        ufb_cmm_fn cmm = cmm_of((enum variant)v);
+        t->err[v] = v >= V_CMM_SCALAR && !cmm
+                        ? -2
+                        : check_variant(b, (enum variant)v, cmm, dref, fref, lref, n);
+    }
+    free(dref), free(fref), free(lref);
+}
+
+int ufb_bench_ffn_main(int argc, char **argv) {
+    bench b;
+    static table t;
+    if (parse_args(&b, argc, argv)) {
+        fprintf(stderr, "usage: ufb bench ffn [--hidden 768] [--depth 11] [--trees 1] "
+                        "[--layers 16] [--batch 1,8,32,128,1024] [--threads 1,2] [--runs 5] "
+                        "[--json]\n");
+        return 2;
+    }
+    if (alloc_bench(&b)) {
+        fprintf(stderr, "ufb bench: out of memory\n");
+        free_bench(&b);
+        return 1;
+    }
+    check_all(&b, &t);
+    for (int ti = 0; ti < b.n_threads; ti++)
+        for (int bi = 0; bi < b.n_batches; bi++)
+            for (int v = 0; v < N_V; v++)
+                t.us[v][ti][bi] = t.err[v] <= -2
+                                      ? -1
+                                      : time_variant(&b, (enum variant)v, cmm_of((enum variant)v),
+                                                     b.threads[ti], b.batches[bi]);
+    if (b.json)
+        print_json(&b, &t);
+    else
+        print_text(&b, &t);
+    free_bench(&b);
+    for (int v = 0; v < N_V; v++) /* a routing mismatch or a large error fails the run */
+        if (t.err[v] > -2 && (t.err[v] < 0 || t.err[v] > 1e-3)) return 3;
     return 0;
 }

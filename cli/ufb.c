@@ -10,6 +10,8 @@
  */
 #include "engine.h"
 
+#include "../bench/bench.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -37,6 +39,7 @@ static void usage(FILE *f) {
     fputs("usage: ufb inspect  --model DIR\n"
           "       ufb logits   --model DIR --ids 101,2023,102 [--type-ids 0,0,0] [--kernel K]\n"
           "       ufb classify --model DIR [--pair TEXT] [--kernel K] [--leaves] [TEXT ...]\n"
+          "       ufb bench ffn [--hidden 768] [--depth 11] [--batch 1,8,...] [--json] ...\n"
           "         (classify reads one text per line from stdin when no TEXT is given)\n"
           "  --kernel K   CMM variant: auto (default), scalar, avx2, avx512\n"
           "  --threads N  engine threads for each forward pass (default 1)\n"
@@ -346,6 +349,8 @@ static int cmd_classify(const ufb_model *m, const cli_opts *o) {
 
 int main(int argc, char **argv) {
     cli_opts o = {0};
+    if (argc >= 3 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "ffn"))
+        return ufb_bench_ffn_main(argc - 3, argv + 3);
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         usage(stdout);
         return 0;

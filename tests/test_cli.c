@@ -147,12 +147,35 @@ static void test_errors(void **state) {
     free(r);
 }
 
+/* The benchmark runs every variant and checks each against its scalar reference (exit 0);
+ * no timing is asserted, only the report's shape. */
+static void test_bench_ffn_small(void **state) {
+    (void)state;
+    run_result *r = malloc(sizeof *r);
+    run(r,
+        "bench ffn --hidden 40 --depth 4 --trees 2 --layers 2 --batch 1,9 --threads 1,2 "
+        "--runs 1 --json",
+        NULL);
+    assert_int_equal(r->status, 0);
+    json_t *o = json_loads(r->out, 0, NULL);
+    assert_non_null(o);
+    json_t *sp = json_object_get(o, "speedup_vs_best_dense");
+    assert_true(json_number_value(json_object_get(sp, "1")) > 0);
+    assert_true(json_number_value(json_object_get(sp, "9")) > 0);
+    assert_true(json_array_size(json_object_get(o, "results")) >= 2 * 2 * 5);
+    assert_true(json_number_value(json_object_get(json_object_get(o, "check"), "cmm_scalar")) ==
+                0.0);
+    json_decref(o);
+    free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inspect),
         cmocka_unit_test(test_logits_matches_golden),
         cmocka_unit_test(test_classify_args_and_stdin),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_bench_ffn_small),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, NULL);
 }
