@@ -21,6 +21,8 @@ TEST_LIBS  = -lcmocka
 ENGINE_SRC := $(wildcard engine/*.c)
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC   := $(wildcard tests/test_*.c)
+FUZZ_TARGETS := request tokenizer safetensors config
+FUZZ_REPLAY  := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/replay_%)
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 CLI_SRC    := $(wildcard cli/*.c) $(wildcard bench/*.c)
 CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -33,7 +35,7 @@ LIBS_ALL   := $(BUILD)/libsrv.a $(BUILD)/libcfg.a $(BUILD)/libufb.a
 $(BUILD)/engine/%_avx2.o:   KFLAGS = -mavx2 -mfma -mf16c
 $(BUILD)/engine/%_avx512.o: KFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 
-.PHONY: all help deps test check asan ubsan tsan run clean format format-check lint fixtures bench
+.PHONY: all help deps test check asan ubsan tsan fuzz run clean format format-check lint fixtures bench
 
 ## all: release build of the engine, the ufb CLI and the ufbd server
 all: $(BUILD)/ufb $(BUILD)/ufbd
@@ -74,6 +76,29 @@ $(BUILD)/tests/%: tests/%.c $(LIBS_ALL) $(wildcard tests/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itests -Iserver -o $@ $< $(LIBS_ALL) $(SRV_LIBS) $(LDLIBS) $(TEST_LIBS)
 
+# The fuzz targets built with gcc and a replay main: make test replays the committed corpus.
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(LIBS_ALL)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Iserver -o $@ $< tests/fuzz/replay.c $(LIBS_ALL) $(SRV_LIBS) $(LDLIBS)
+
+## fuzz: libFuzzer (clang, ASan+UBSan) on each target for FUZZ_SECONDS (default 60) each
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -g
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT=-O1 EXTRA_CFLAGS="$(FUZZ_FLAGS)" \
+	    build-fuzz/libufb.a build-fuzz/libsrv.a build-fuzz/libcfg.a
+	@for t in $(FUZZ_TARGETS); do \
+	    clang $(ALL_CFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -Iserver \
+	        -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c build-fuzz/libsrv.a build-fuzz/libcfg.a \
+	        build-fuzz/libufb.a $(SRV_LIBS) $(LDLIBS) || exit 1; \
+	    mkdir -p build-fuzz/corpus/$$t; \
+	    echo "=== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	    build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -max_len=65536 build-fuzz/corpus/$$t tests/fuzz/corpus/$$t 2>&1 \
+	        | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash-|Done" || exit 1; \
+	    ! ls crash-* leak-* timeout-* 2>/dev/null | grep . || exit 1; \
+	done
+
 ## deps: install the Debian packages the build, tests and server need (no-op when present)
 DEB_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev \
             libcmocka-dev curl python3 xxd chromium
@@ -87,8 +112,9 @@ deps:
 	else echo "deps: all present"; fi
 
 ## test: unit + integration tests (cmocka), release build
-test: $(BUILD)/ufb $(BUILD)/ufbd $(TEST_BIN)
+test: $(BUILD)/ufb $(BUILD)/ufbd $(TEST_BIN) $(FUZZ_REPLAY)
 	@BUILD=$(BUILD) tests/run_tests.sh $(TEST_BIN) \
+	    $(foreach t,$(FUZZ_TARGETS),"$(BUILD)/fuzz/replay_$(t) tests/fuzz/corpus/$(t)") \
 	    "$(PYTHON) tools/check_openapi.py server/openapi.json" \
 	    "tests/test_page.sh $(BUILD) tests/fixtures/bert_text"
 
@@ -133,7 +159,7 @@ fixtures:
 	$(PYTHON) tools/make_fixtures.py --out tests/fixtures
 
 ## format: clang-format all C sources in place; format-check fails on a difference
-FMT_SRC = engine/*.[ch] cli/*.c tests/*.[ch] bench/*.c server/*.[ch] config/*.[ch]
+FMT_SRC = engine/*.[ch] cli/*.c tests/*.[ch] tests/fuzz/*.c bench/*.[ch] server/*.[ch] config/*.[ch]
 format:
 	clang-format -i $(FMT_SRC)
 
@@ -151,6 +177,6 @@ lint:
 
 ## clean: remove all build directories
 clean:
-	rm -rf build build-asan build-ubsan build-tsan
+	rm -rf build build-asan build-ubsan build-tsan build-fuzz
 
 -include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CFG_OBJ:.o=.d) $(SRV_OBJ:.o=.d)

@@ -211,7 +211,8 @@ static const float *bind(loader *ld, const char *name, int64_t d0, int64_t d1, b
     if (!t || ld->rc || !check_shape(ld, t, d0, d1)) return NULL;
     t->used = true;
     ld->m->info.n_params += t->numel;
-    if (t->dtype == UFB_ST_F32 && ((uintptr_t)t->data & 3) == 0) return (const float *)t->data;
+    if (t->dtype == UFB_ST_F32 && ((uintptr_t)t->data & 3) == 0)
+        return (const float *)(const void *)t->data; /* alignment checked */
     float *p = model_alloc(ld, sizeof(float) * (size_t)(t->numel ? t->numel : 1));
     if (p) ufb_st_to_f32(p, t, t->numel);
     return p;
