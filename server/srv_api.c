@@ -79,7 +79,8 @@ static json_t *parse_body(const char *body, size_t len, srv_error *err) {
         return NULL;
     }
     json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root =
+        json_loadb(body, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root) {
         srv_error_set(err, 400, "Validation", "malformed JSON at line %d column %d: %s", jerr.line,
                       jerr.column, jerr.text);

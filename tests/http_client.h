@@ -25,12 +25,12 @@ typedef struct http_resp {
     size_t body_len;
 } http_resp;
 
-static void http_resp_free(http_resp *r) {
+static inline void http_resp_free(http_resp *r) {
     free(r->body);
     r->body = NULL;
 }
 
-static int http_connect(int port) {
+static inline int http_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -41,7 +41,7 @@ static int http_connect(int port) {
     return fd;
 }
 
-static int send_all(int fd, const char *p, size_t n) {
+static inline int send_all(int fd, const char *p, size_t n) {
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w <= 0) return -1;
@@ -51,7 +51,7 @@ static int send_all(int fd, const char *p, size_t n) {
 }
 
 /* Read a whole response (the server closes: we send Connection: close). */
-static int read_response(int fd, http_resp *out) {
+static inline int read_response(int fd, http_resp *out) {
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
     for (;;) {
@@ -78,8 +78,9 @@ static int read_response(int fd, http_resp *out) {
 
 /* One request on a fresh connection. extra_headers: "" or lines ending in \r\n.
  * @return 0 and a response, or -1 (connection failed). */
-static int http_request(int port, const char *method, const char *path, const char *extra_headers,
-                        const char *body, size_t body_len, http_resp *out) {
+static inline int http_request(int port, const char *method, const char *path,
+                               const char *extra_headers, const char *body, size_t body_len,
+                               http_resp *out) {
     memset(out, 0, sizeof *out);
     int fd = http_connect(port);
     if (fd < 0) return -1;
@@ -88,7 +89,7 @@ static int http_request(int port, const char *method, const char *path, const ch
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s"
                      "Content-Length: %zu\r\n\r\n",
                      method, path,
-                     body && !strcasestr(extra_headers ? extra_headers : "", "Content-Type:")
+                     body && !strcasestr(extra_headers ? extra_headers : "", "Content-Type")
                          ? "Content-Type: application/json\r\n"
                          : "",
                      extra_headers ? extra_headers : "", body ? body_len : 0);
@@ -99,16 +100,16 @@ static int http_request(int port, const char *method, const char *path, const ch
     return rc;
 }
 
-static int http_post(int port, const char *path, const char *body, http_resp *out) {
+static inline int http_post(int port, const char *path, const char *body, http_resp *out) {
     return http_request(port, "POST", path, "", body, strlen(body), out);
 }
 
-static int http_get(int port, const char *path, http_resp *out) {
+static inline int http_get(int port, const char *path, http_resp *out) {
     return http_request(port, "GET", path, "", NULL, 0, out);
 }
 
 /* Value of a response header (case-insensitive name), copied into v; @return 0 if found. */
-static int http_header(const http_resp *r, const char *name, char *v, size_t n) {
+static inline int http_header(const http_resp *r, const char *name, char *v, size_t n) {
     const char *p = r->headers;
     size_t k = strlen(name);
     while ((p = strstr(p, "\r\n"))) {
@@ -134,7 +135,7 @@ typedef struct ufbd_proc {
 } ufbd_proc;
 
 /* @return 1 when the log contains `what`; fills *port from the "listening" line. */
-static int log_has(const ufbd_proc *p, const char *what, int *port) {
+static inline int log_has(const ufbd_proc *p, const char *what, int *port) {
     FILE *f = fopen(p->log_path, "r");
     char line[2048];
     int found = 0;
@@ -148,7 +149,7 @@ static int log_has(const ufbd_proc *p, const char *what, int *port) {
 }
 
 /* Start BUILD/ufbd with extra args on a free port; wait for readiness. @return 0 or -1. */
-static int ufbd_start(ufbd_proc *p, const char *model, const char *args) {
+static inline int ufbd_start(ufbd_proc *p, const char *model, const char *args) {
     static int seq;
     const char *b = getenv("BUILD");
     char cmd[4096];
@@ -172,7 +173,7 @@ static int ufbd_start(ufbd_proc *p, const char *model, const char *args) {
 }
 
 /* Send sig (SIGTERM), wait; @return the exit status, or -1. */
-static int ufbd_stop(ufbd_proc *p, int sig) {
+static inline int ufbd_stop(ufbd_proc *p, int sig) {
     int st = 0;
     kill(p->pid, sig);
     if (waitpid(p->pid, &st, 0) != p->pid) return -1;
