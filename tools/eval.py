@@ -8,6 +8,9 @@ Runs every sentence of SST-2 dev (../shared/data/SST-2/dev.tsv) through `build/u
 and prints one JSON object: accuracy, mean FF neurons evaluated per token and layer (of how
 many), and — with --torch-preds, a JSONL file of {"logits": [...]} per dev sentence in order,
 as written by the PyTorch side — agreement of predicted labels and max |Δlogit|.
+--with-reference computes those PyTorch predictions itself with tools/reference.py (float64,
+written independently of the C engine) on the model file, and writes them to --torch-preds
+when that is given.
 
 --write-golden writes MODEL/golden.json: a few fixed sentences with the logits and labels of
 the float64 PyTorch reference (tools/reference.py) on the shipped file, which `make test`
@@ -67,9 +70,16 @@ def evaluate(args):
         "neurons_per_token_layer": sum(used) / len(used),
         "neurons_per_layer": total,
     }
-    if args.torch_preds:
+    if args.with_reference:
+        torch_logits = reference_logits(args.model, texts)
+        if args.torch_preds:
+            with open(args.torch_preds, "w") as f:
+                for t in torch_logits:
+                    f.write(json.dumps({"logits": t}) + "\n")
+    elif args.torch_preds:
         with open(args.torch_preds) as f:
             torch_logits = [json.loads(line)["logits"] for line in f if line.strip()]
+    if args.with_reference or args.torch_preds:
         assert len(torch_logits) == len(results), "one PyTorch prediction per sentence"
         agree = sum(max(range(len(t)), key=t.__getitem__) == p
                     for t, p in zip(torch_logits, preds))
@@ -77,6 +87,21 @@ def evaluate(args):
         report["max_abs_dlogit_vs_torch"] = max(
             abs(a - b) for t, r in zip(torch_logits, results) for a, b in zip(t, r["logits"]))
     print(json.dumps(report, indent=1))
+
+
+def reference_logits(model_dir, texts):
+    """float64 logits of tools/reference.py for every text (the model's own template)."""
+    sys.path.insert(0, HERE)
+    from reference import encode, load_model, load_tokenizer
+    model = load_model(model_dir)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    tok = load_tokenizer(model_dir, cfg.get("max_position_embeddings", 512))
+    out = []
+    for text in texts:
+        ids, type_ids = encode(tok, text)
+        out.append([float(v) for v in model.forward(ids, type_ids)["logits"]])
+    return out
 
 
 def write_golden(args):
@@ -106,6 +131,8 @@ def main():
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--torch-preds", help="JSONL of PyTorch logits per dev sentence")
+    ap.add_argument("--with-reference", action="store_true",
+                    help="compare with tools/reference.py on every sentence")
     ap.add_argument("--write-golden", action="store_true")
     args = ap.parse_args()
     if args.write_golden:
