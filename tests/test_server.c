@@ -458,7 +458,7 @@ static void test_sigterm_drains_in_flight(void **state) {
              "POST /classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%.10s",
              strlen(body), body);
-    int slow = http_connect(s2.port), probe = http_connect(s2.port);
+    int slow = http_connect(s2.port), probe = http_connect(s2.port), late = http_connect(s2.port);
     assert_int_equal(send_all(slow, head, strlen(head)), 0);
     while (metric(s2.port, "ufbd_in_flight_requests") < 2)
         usleep(1000);
@@ -481,6 +481,16 @@ static void test_sigterm_drains_in_flight(void **state) {
     assert_int_equal(r.status, 503); /* readiness turned at once */
     assert_non_null(strstr(r.body, "draining"));
     http_resp_free(&r);
+    /* a new request on an already open connection after the signal: 503 with a JSON error */
+    const char *post = "POST /classify HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                       "Content-Type: application/json\r\nContent-Length: 15\r\n\r\n"
+                       "{\"inputs\": \"a\"}";
+    assert_int_equal(send_all(late, post, strlen(post)), 0);
+    assert_int_equal(read_response(late, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"error_type\":\"Unhealthy\""));
+    http_resp_free(&r);
+    close(late);
     assert_int_equal(send_all(slow, body + 10, strlen(body) - 10), 0);
     assert_int_equal(read_response(slow, &r), 0);
     assert_int_equal(r.status, 200);
