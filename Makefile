@@ -138,10 +138,10 @@ tsan:
 	    EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	    LDLIBS="-fsanitize=thread -lopenblas -ljansson -lm -lpthread" \
 	    build-tsan/ufbd build-tsan/tests/test_server build-tsan/tests/test_model \
-	    build-tsan/tests/test_bad_input
+	    build-tsan/tests/test_bad_input build-tsan/tests/test_kernels
 	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-	    BUILD=build-tsan tests/run_tests.sh build-tsan/tests/test_model build-tsan/tests/test_server \
-	    build-tsan/tests/test_bad_input
+	    BUILD=build-tsan tests/run_tests.sh build-tsan/tests/test_kernels build-tsan/tests/test_model \
+	    build-tsan/tests/test_server build-tsan/tests/test_bad_input
 
 ## run: install what is missing, build, and serve the default model on port 8080
 MODEL ?= models/sst2-minilm-fff

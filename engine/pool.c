@@ -9,8 +9,11 @@
  * Results never depend on the pool size: each task writes its own rows/columns and every
  * kernel computes an element the same way whoever runs it.
  *
- * Tasks are claimed from one atomic word holding (phase << 32 | next task), so a thread that
- * is late for a phase can never take a task of the next one (it would see another phase).
+ * Tasks are claimed from one atomic word holding (phase, task count, next task): a claim
+ * succeeds only while that phase still has tasks, so a thread that is late for a phase can
+ * never take a task of the next one, and the fn/arg it read are the phase's own (the next
+ * phase is published only after every task of this one was claimed). Found by TSan: with the
+ * count kept apart, a late thread could pair the new phase's count with the old phase.
  * Locks: `mu` only pairs with `cv` for sleeping threads; `state` and `done` are atomics.
  */
 #include "engine_impl.h"
@@ -27,7 +30,7 @@ struct ufb_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_ullong state; /* phase << 32 | next task to take */
+    atomic_ullong state; /* phase << 40 | n_tasks << 20 | next task to take */
     atomic_int done;     /* tasks finished in this phase */
     atomic_bool stop;
     /* the current phase: written before `state` moves to it, read after it is seen; atomic
@@ -35,7 +38,6 @@ struct ufb_pool {
        fails, whatever it read) */
     _Atomic(ufb_pool_task_fn) fn;
     _Atomic(void *) arg;
-    atomic_int n_tasks;
 };
 
 typedef struct pool_thread_arg {
@@ -44,26 +46,30 @@ typedef struct pool_thread_arg {
     int cpu;
 } pool_thread_arg;
 
+#define TASK_BITS 20 /* up to 1,048,575 tasks per phase */
+#define TASK_MASK ((1ull << TASK_BITS) - 1)
+
 static unsigned phase_of(unsigned long long v) {
-    return (unsigned)(v >> 32);
+    return (unsigned)(v >> (2 * TASK_BITS));
 }
 
 /* @return a task index of `phase`, or -1 when none is left (or the phase is over). */
-static int claim(ufb_pool *p, unsigned phase, int n_tasks) {
+static int claim(ufb_pool *p, unsigned phase) {
     unsigned long long v = atomic_load_explicit(&p->state, memory_order_acquire);
     for (;;) {
-        if (phase_of(v) != phase || (int)(v & 0xffffffffu) >= n_tasks) return -1;
+        unsigned long long next = v & TASK_MASK, n = (v >> TASK_BITS) & TASK_MASK;
+        if (phase_of(v) != phase || next >= n) return -1;
         if (atomic_compare_exchange_weak_explicit(&p->state, &v, v + 1, memory_order_acq_rel,
                                                   memory_order_acquire))
-            return (int)(v & 0xffffffffu);
+            return (int)next;
     }
 }
 
 static void work(ufb_pool *p, int thread, unsigned phase) {
     ufb_pool_task_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
     void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
-    int n = atomic_load_explicit(&p->n_tasks, memory_order_relaxed), t;
-    while ((t = claim(p, phase, n)) >= 0) {
+    int t;
+    while ((t = claim(p, phase)) >= 0) {
         fn(arg, t, thread);
         atomic_fetch_add_explicit(&p->done, 1, memory_order_release);
     }
@@ -147,21 +153,22 @@ int ufb_pool_size(const ufb_pool *p) {
 }
 
 void ufb_pool_run(ufb_pool *p, ufb_pool_task_fn fn, void *arg, int n_tasks) {
-    if (!p || p->n_threads == 1 || n_tasks <= 1) {
+    if (!p || p->n_threads == 1 || n_tasks <= 1 || (unsigned long long)n_tasks > TASK_MASK) {
         for (int t = 0; t < n_tasks; t++)
             fn(arg, t, 0);
         return;
     }
     atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
     atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
-    atomic_store_explicit(&p->n_tasks, n_tasks, memory_order_relaxed);
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     unsigned phase = phase_of(atomic_load_explicit(&p->state, memory_order_relaxed)) + 1;
+    unsigned long long v = ((unsigned long long)(phase & 0xffffffu) << (2 * TASK_BITS)) |
+                           ((unsigned long long)n_tasks << TASK_BITS);
     pthread_mutex_lock(&p->mu);
-    atomic_store_explicit(&p->state, (unsigned long long)phase << 32, memory_order_release);
+    atomic_store_explicit(&p->state, v, memory_order_release); /* publishes fn and arg */
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    work(p, 0, phase);
+    work(p, 0, phase_of(v));
     while (atomic_load_explicit(&p->done, memory_order_acquire) < n_tasks)
         sched_yield();
 }

@@ -11,6 +11,7 @@
 #include "engine_impl.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,34 @@ static void test_gemm_variants_and_invariance(void **state) {
     }
 }
 
+/* Many short phases of varying size: every task of every phase runs exactly once, on a thread
+ * index inside the pool, and never after its phase returned (the bug TSan once caught). */
+typedef struct pool_probe {
+    atomic_int hits[8];
+    atomic_int bad_thread;
+} pool_probe;
+
+static void probe_task(void *arg, int task, int thread) {
+    pool_probe *p = arg;
+    atomic_fetch_add(&p->hits[task], 1);
+    if (thread < 0 || thread >= 3) atomic_store(&p->bad_thread, 1);
+}
+
+static void test_pool_tasks_exactly_once(void **state) {
+    (void)state;
+    ufb_pool *pool = ufb_pool_create(3, NULL);
+    assert_non_null(pool);
+    for (int i = 0; i < 20000; i++) {
+        pool_probe probe = {0}; /* on the stack, like the forward pass's phase arguments */
+        int n = 1 + i % 8;
+        ufb_pool_run(pool, probe_task, &probe, n);
+        for (int t = 0; t < n; t++)
+            assert_int_equal(atomic_load(&probe.hits[t]), 1);
+        assert_int_equal(atomic_load(&probe.bad_thread), 0);
+    }
+    ufb_pool_free(pool);
+}
+
 static void test_kernel_names_and_dispatch(void **state) {
     (void)state;
     enum ufb_kernel k = UFB_KERNEL_AUTO;
@@ -196,6 +225,7 @@ static void test_kernel_names_and_dispatch(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernel_names_and_dispatch),
+        cmocka_unit_test(test_pool_tasks_exactly_once),
         cmocka_unit_test(test_cmm_variants),
         cmocka_unit_test(test_gemm_variants_and_invariance),
     };
