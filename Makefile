@@ -101,7 +101,7 @@ fuzz:
 
 ## deps: install the Debian packages the build, tests and server need (no-op when present)
 DEB_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev \
-            libcmocka-dev curl python3 xxd chromium
+            libcmocka-dev curl python3 xxd chromium clang libclang-rt-14-dev
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
