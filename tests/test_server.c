@@ -344,6 +344,8 @@ static void test_error_statuses(void **state) {
     expect_error(p, "POST", "/classify", "", many, strlen(many), 422, "Validation");
 }
 
+static double metric(int port, const char *series);
+
 static void test_limits_timeouts_overload(void **state) {
     (void)state;
     ufbd_proc s2; /* one worker that waits 1.5 s for a fuller batch: the queue stays put */
@@ -361,7 +363,8 @@ static void test_limits_timeouts_overload(void **state) {
         int rc = http_post(s2.port, "/classify", "{\"inputs\": \"x\"}", &r);
         _exit(rc == 0 && r.status == 504 ? 0 : 1);
     }
-    usleep(300000);
+    while (metric(s2.port, "ufbd_inputs_accepted_total") < 1)
+        usleep(1000); /* it is queued */
     expect_error(s2.port, "POST", "/classify", "", "{\"inputs\": [\"a\", \"b\"]}", 0, 429,
                  "Overloaded");
     assert_int_equal(http_post(s2.port, "/classify", "{\"inputs\": \"a\"}", &r), 0);
