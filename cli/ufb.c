@@ -176,9 +176,6 @@ static int cmd_inspect(const ufb_model *m) {
     json_t *labels = json_array();
     for (int i = 0; in->head_kind == UFB_HEAD_CLASSIFIER && i < in->n_labels; i++)
         json_array_append_new(labels, json_string(in->labels[i]));
-    enum ufb_kernel k = UFB_KERNEL_AUTO;
-    ufb_ctx_params cp = {.max_tokens = 1, .kernel = k};
-    ufb_ctx *ctx = ufb_ctx_create(m, &cp);
     json_t *o = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:I, "
         "s:o, s:s, s:b, s:s}",
@@ -189,13 +186,11 @@ static int cmd_inspect(const ufb_model *m) {
         "fff_trees", in->fff_trees, "vocab_size", in->vocab_size, "max_positions",
         in->max_positions, "type_vocab_size", in->type_vocab_size, "n_outputs", in->n_outputs,
         "n_params", (json_int_t)in->n_params, "labels", labels, "problem_type", in->problem_type,
-        "tokenizer", ufb_model_tokenizer(m) != NULL, "kernel",
-        ufb_kernel_name(ctx ? ufb_ctx_kernel(ctx) : UFB_KERNEL_SCALAR));
+        "tokenizer", ufb_model_tokenizer(m) != NULL, "kernel", ufb_kernel_name(ufb_kernel_best()));
     if (in->ff_kind == UFB_FF_FFF)
         json_object_set_new(o, "neurons_per_token_layer",
                             json_pack("{s:i, s:i}", "used", in->fff_trees * (in->fff_depth + 1),
                                       "total", in->intermediate));
-    ufb_ctx_free(ctx);
     print_json(o);
     return 0;
 }

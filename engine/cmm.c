@@ -75,11 +75,14 @@ const char *ufb_kernel_name(enum ufb_kernel k) {
     return "unknown";
 }
 
+enum ufb_kernel ufb_kernel_best(void) {
+    return ufb_kernel_supported(UFB_KERNEL_AVX512) ? UFB_KERNEL_AVX512
+           : ufb_kernel_supported(UFB_KERNEL_AVX2) ? UFB_KERNEL_AVX2
+                                                   : UFB_KERNEL_SCALAR;
+}
+
 ufb_cmm_fn ufb_cmm_get(enum ufb_kernel *k) {
-    if (*k == UFB_KERNEL_AUTO)
-        *k = ufb_kernel_supported(UFB_KERNEL_AVX512) ? UFB_KERNEL_AVX512
-             : ufb_kernel_supported(UFB_KERNEL_AVX2) ? UFB_KERNEL_AVX2
-                                                     : UFB_KERNEL_SCALAR;
+    if (*k == UFB_KERNEL_AUTO) *k = ufb_kernel_best();
     if (!ufb_kernel_supported(*k)) return NULL;
     switch (*k) {
     case UFB_KERNEL_SCALAR:

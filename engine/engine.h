@@ -185,6 +185,9 @@ enum ufb_kernel {
 /* @return 1 if the variant can run on this CPU. */
 int ufb_kernel_supported(enum ufb_kernel k);
 
+/* @return the fastest variant this CPU runs (what UFB_KERNEL_AUTO resolves to). */
+enum ufb_kernel ufb_kernel_best(void);
+
 /* @return static name ("scalar", "avx2", "avx512"). */
 const char *ufb_kernel_name(enum ufb_kernel k);
 

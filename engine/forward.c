@@ -307,7 +307,7 @@ static void feed_forward(ufb_ctx *ctx, float *out, const float *x, const ufb_lay
 static void pool(float *pooled, const float *x, int S, int H, enum ufb_pooler p) {
     for (int i = 0; i < H; i++) {
         float acc = x[i], max = x[i];
-        for (int t = 1; t < S; t++)
+        for (int t = 1; p != UFB_POOL_CLS && p != UFB_POOL_AVG && t < S; t++)
             max = fmaxf(max, x[(size_t)t * H + i]);
         if (p == UFB_POOL_AVG || p == UFB_POOL_LSE) {
             acc = 0.0f;

@@ -62,16 +62,8 @@ void ufb_gemm_blocked(const ufb_linear *l, float *restrict y, int ldy, const flo
     }
 }
 
-static ufb_gemm_fn gemm_best;
-
 ufb_gemm_fn ufb_gemm_get(enum ufb_kernel k) {
-    if (k == UFB_KERNEL_AUTO) {
-        if (!gemm_best) /* benign race: every thread stores the same pointer */
-            gemm_best = ufb_kernel_supported(UFB_KERNEL_AVX512) ? ufb_gemm_avx512
-                        : ufb_kernel_supported(UFB_KERNEL_AVX2) ? ufb_gemm_avx2
-                                                                : ufb_gemm_scalar;
-        return gemm_best;
-    }
+    if (k == UFB_KERNEL_AUTO) k = ufb_kernel_best();
     if (!ufb_kernel_supported(k)) return NULL;
     return k == UFB_KERNEL_AVX512 ? ufb_gemm_avx512
            : k == UFB_KERNEL_AVX2 ? ufb_gemm_avx2

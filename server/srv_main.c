@@ -32,9 +32,6 @@ extern char *openblas_get_corename(void);
 
 static char *make_info(const srv_server *s, int workers) {
     const ufb_model_info *in = ufb_model_info_get(s->m);
-    enum ufb_kernel k = UFB_KERNEL_AUTO;
-    ufb_ctx_params cp = {.max_tokens = 1, .kernel = k};
-    ufb_ctx *ctx = ufb_ctx_create(s->m, &cp);
     json_t *labels = json_array();
     for (int i = 0; in->head_kind == UFB_HEAD_CLASSIFIER && i < in->n_labels; i++)
         json_array_append_new(labels, json_string(in->labels[i]));
@@ -53,10 +50,8 @@ static char *make_info(const srv_server *s, int workers) {
         "labels", labels, "problem_type", in->problem_type, "max_input_length",
         s->limits.max_input_tokens, "max_batch_tokens", s->cfg.max_batch_tokens,
         "max_batch_requests", s->cfg.max_batch_requests, "max_client_batch_size", s->cfg.max_inputs,
-        "version", UFBD_VERSION, "build", "simd",
-        ufb_kernel_name(ctx ? ufb_ctx_kernel(ctx) : UFB_KERNEL_SCALAR), "blas", blas, "compiler",
-        UFB_COMPILER, "workers", workers);
-    ufb_ctx_free(ctx);
+        "version", UFBD_VERSION, "build", "simd", ufb_kernel_name(ufb_kernel_best()), "blas", blas,
+        "compiler", UFB_COMPILER, "workers", workers);
     char *str = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return str;

@@ -217,6 +217,7 @@ static void test_kernel_names_and_dispatch(void **state) {
     enum ufb_kernel k = UFB_KERNEL_AUTO;
     assert_non_null(ufb_cmm_get(&k));
     assert_true(k != UFB_KERNEL_AUTO);
+    assert_int_equal(k, ufb_kernel_best()); /* AUTO resolves to the best variant */
     assert_true(ufb_kernel_supported(k));
     assert_string_equal(ufb_kernel_name(UFB_KERNEL_SCALAR), "scalar");
     printf("  best kernel on this CPU: %s\n", ufb_kernel_name(k));
