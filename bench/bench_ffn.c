@@ -17,8 +17,9 @@
  * < 3e-7) that the compiler vectorises, so the dense baselines are not slowed by erff calls.
  * dense_sgemv and dense_l1 cost the same per token at any batch size (no weight reuse), so
  * they are timed on at most 32 tokens. Reported: median µs per token and layer over --runs
- * runs after a warm-up, the speedup of the fastest FFF variant over the fastest dense one per
- * (threads, batch), and each variant's relative error against its scalar reference.
+ * runs after a warm-up (each run on fresh tokens from a pool of 8192 or more, so no run finds the
+ * previous run's paths in cache), the speedup of the fastest FFF variant over the fastest dense one
+ * per (threads, batch), and each variant's relative error against its scalar reference.
  */
 #include "bench.h"
 #include "engine_impl.h"
@@ -28,32 +29,74 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 extern void openblas_set_num_threads(int n);
 extern char *openblas_get_corename(void);
 extern char *openblas_get_config(void);
 
-enum variant { V_SGEMM, V_SGEMV, V_L1, V_FFF_L1, V_CMM_SCALAR, V_CMM_AVX2, V_CMM_AVX512, N_V };
+enum variant {
+    V_SGEMM,
+    V_SGEMV,
+    V_L1,
+    V_FFF_L1,
+    V_CMM_SCALAR,
+    V_CMM_AVX2,
+    V_CMM_AVX512,
+    V_CMM_AVX512_PF,
+    V_BF16_AVX2,
+    V_INT8_AVX2,
+    V_BF16_AVX512,
+    V_INT8_AVX512,
+    V_INT8_AVX512_NOPF,
+    N_V
+};
 
-static const char *const vnames[N_V] = {"dense_sgemm", "dense_sgemv", "dense_l1",  "fff_l1",
-                                        "cmm_scalar",  "cmm_avx2",    "cmm_avx512"};
+/* what each CMM variant runs: weight format, kernel, prefetching of both children */
+static const struct vinfo {
+    const char *name;
+    enum ufb_wfmt fmt;
+    enum ufb_kernel kernel;
+    int prefetch;
+} vinfo[N_V] = {
+    [V_SGEMM] = {"dense_sgemm", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
+    [V_SGEMV] = {"dense_sgemv", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
+    [V_L1] = {"dense_l1", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
+    [V_FFF_L1] = {"fff_l1", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
+    [V_CMM_SCALAR] = {"cmm_scalar", UFB_WFMT_F32, UFB_KERNEL_SCALAR, 0},
+    [V_CMM_AVX2] = {"cmm_avx2", UFB_WFMT_F32, UFB_KERNEL_AVX2, 0},
+    [V_CMM_AVX512] = {"cmm_avx512", UFB_WFMT_F32, UFB_KERNEL_AVX512, 0},
+    [V_CMM_AVX512_PF] = {"cmm_avx512_prefetch", UFB_WFMT_F32, UFB_KERNEL_AVX512, 1},
+    [V_BF16_AVX2] = {"cmm_bf16_avx2", UFB_WFMT_BF16, UFB_KERNEL_AVX2, 1},
+    [V_INT8_AVX2] = {"cmm_int8_avx2", UFB_WFMT_INT8, UFB_KERNEL_AVX2, 1},
+    [V_BF16_AVX512] = {"cmm_bf16_avx512", UFB_WFMT_BF16, UFB_KERNEL_AVX512, 1},
+    [V_INT8_AVX512] = {"cmm_int8_avx512", UFB_WFMT_INT8, UFB_KERNEL_AVX512, 1},
+    [V_INT8_AVX512_NOPF] = {"cmm_int8_avx512_noprefetch", UFB_WFMT_INT8, UFB_KERNEL_AVX512, 0},
+};
+
+#define vnames(v) (vinfo[v].name)
 
 #define PER_TOKEN_CAP 32 /* tokens timed for dense_sgemv / dense_l1 */
 
 typedef struct layer_w {
     float *w1, *b1, *w2t; /* dense: (I, H), (I), (I, H) = W2 transposed */
     ufb_fff fff;          /* FFF of the same neuron count */
+    ufb_fff fq[3][2];     /* the same FFF by [weight format][prefetch]; nodes shared */
+    void *qbuf[3];        /* quantized copies (BF16, INT8) */
 } layer_w;
 
 typedef struct bench {
     int H, D, T, L, n_mid, runs, json; /* n_mid: neurons per layer */
     int batches[16], n_batches, threads[8], n_threads;
     layer_w *layers;
-    float *x, *y, *mid; /* (Bmax, H), (Bmax, H), (Bmax, I) */
+    float *x, *y, *mid; /* (Bmax, H) inputs of the current run, (Bmax, H), (Bmax, I) */
+    float *x_pool;      /* (n_pool, H): each timed run takes the next tokens from here */
+    size_t n_pool, pool_next;
     float *path_act;
     int32_t *path_node, *leaves;
     ufb_pool *pool;
+    double qerr[3][2]; /* RMS quantization error of Win / Wout rows, relative */
 } bench;
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -63,8 +106,19 @@ static float frand(float scale) {
     return (float)((double)(rng >> 40) * (2.0 / (1 << 24)) - 1.0) * scale;
 }
 
+/* Large arrays on 2 MB pages when UFB_HUGE is set (experiment) */
+static void *big_alloc(size_t bytes) {
+    if (bytes >= (1u << 21) && getenv("UFB_HUGE")) {
+        size_t sz = (bytes + (1u << 21) - 1) & ~(size_t)((1u << 21) - 1);
+        void *p = aligned_alloc(1u << 21, sz);
+        if (p) madvise(p, sz, MADV_HUGEPAGE);
+        return p;
+    }
+    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+}
+
 static float *rand_floats(size_t n, float scale) {
-    float *p = aligned_alloc(64, (sizeof(float) * n + 63) & ~(size_t)63);
+    float *p = big_alloc(sizeof(float) * n);
     for (size_t i = 0; p && i < n; i++)
         p[i] = frand(scale);
     return p;
@@ -168,9 +222,15 @@ static void token_task(void *varg, int task, int thread) {
     case V_CMM_SCALAR:
     case V_CMM_AVX2:
     case V_CMM_AVX512:
-        a->cmm(&w->fff, b->y + (size_t)t0 * b->H, b->leaves + (size_t)t0 * b->T,
-               b->path_act + (size_t)t0 * P, b->path_node + (size_t)t0 * P,
-               b->x + (size_t)t0 * b->H, b->H, n);
+    case V_CMM_AVX512_PF:
+    case V_BF16_AVX2:
+    case V_INT8_AVX2:
+    case V_BF16_AVX512:
+    case V_INT8_AVX512:
+    case V_INT8_AVX512_NOPF:
+        a->cmm(&w->fq[vinfo[a->v].fmt][vinfo[a->v].prefetch], b->y + (size_t)t0 * b->H,
+               b->leaves + (size_t)t0 * b->T, b->path_act + (size_t)t0 * P,
+               b->path_node + (size_t)t0 * P, b->x + (size_t)t0 * b->H, b->H, n);
         break;
     case V_SGEMM:
     case N_V:
@@ -248,6 +308,14 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Fresh tokens for the next run: a run that repeated the previous one's inputs would find
+ * the rows of its paths still in cache (at B=1: 16 layers x 12 rows, 1.2 MB). */
+static void next_inputs(bench *b, int n) {
+    if (b->pool_next + (size_t)n > b->n_pool) b->pool_next = 0;
+    b->x = b->x_pool + b->pool_next * b->H;
+    b->pool_next += (size_t)n;
+}
+
 /* @return median µs per token and layer */
 static double time_variant(bench *b, enum variant v, ufb_cmm_fn cmm, int threads, int batch) {
     int n = (v == V_SGEMV || v == V_L1) && batch > PER_TOKEN_CAP ? PER_TOKEN_CAP : batch;
@@ -255,10 +323,12 @@ static double time_variant(bench *b, enum variant v, ufb_cmm_fn cmm, int threads
     openblas_set_num_threads(v == V_SGEMM ? threads : 1);
     run_pass(b, v, cmm, threads, n); /* warm-up */
     for (int r = 0; r < b->runs; r++) {
+        next_inputs(b, n);
         double t0 = now();
         run_pass(b, v, cmm, threads, n);
         t[r] = (now() - t0) * 1e6 / ((double)n * b->L);
     }
+    b->x = b->x_pool;
     qsort(t, (size_t)b->runs, sizeof(double), cmp_double);
     return t[b->runs / 2];
 }
@@ -331,10 +401,24 @@ static int alloc_bench(bench *b) {
         for (int r = 0; r < b->n_mid; r++) /* zero the padding: the kernels rely on it */
             for (int c = b->H; c < hp; c++)
                 nodes[(size_t)r * 2 * hp + c] = nodes[(size_t)r * 2 * hp + hp + c] = 0.0f;
-        w->fff =
-            (ufb_fff){nodes, rand_floats((size_t)b->n_mid, 0.1f), b->H, hp, b->D, b->T, n_nodes};
+        w->fff = (ufb_fff){.nodes = nodes,
+                           .bias = rand_floats((size_t)b->n_mid, 0.1f),
+                           .hidden = b->H,
+                           .hp = hp,
+                           .depth = b->D,
+                           .n_trees = b->T,
+                           .n_nodes = n_nodes};
+        for (int f = 0; f < 3; f++) {
+            ufb_fff q = w->fff;
+            if (f != UFB_WFMT_F32 &&
+                !(w->qbuf[f] = ufb_fff_quantize(&q, (enum ufb_wfmt)f, l ? NULL : b->qerr[f])))
+                return -1;
+            w->fq[f][0] = w->fq[f][1] = q;
+            w->fq[f][1].prefetch = getenv("UFB_PF") ? atoi(getenv("UFB_PF")) : UFB_PF_CHILDREN;
+        }
     }
-    b->x = rand_floats((size_t)bmax * b->H, 1.0f);
+    b->n_pool = (size_t)(bmax > 1024 ? 8 * bmax : 8192);
+    b->x = b->x_pool = rand_floats(b->n_pool * b->H, 1.0f);
     b->y = rand_floats((size_t)bmax * b->H, 1.0f);
     b->mid = rand_floats((size_t)(bmax > tmax ? bmax : tmax) * b->n_mid, 1.0f);
     b->path_act = rand_floats((size_t)bmax * b->T * (b->D + 1), 1.0f);
@@ -348,8 +432,9 @@ static void free_bench(bench *b) {
     for (int l = 0; b->layers && l < b->L; l++) {
         free(b->layers[l].w1), free(b->layers[l].b1), free(b->layers[l].w2t);
         free((void *)b->layers[l].fff.nodes), free((void *)b->layers[l].fff.bias);
+        free(b->layers[l].qbuf[UFB_WFMT_BF16]), free(b->layers[l].qbuf[UFB_WFMT_INT8]);
     }
-    free(b->layers), free(b->x), free(b->y), free(b->mid), free(b->path_act);
+    free(b->layers), free(b->x_pool), free(b->y), free(b->mid), free(b->path_act);
     free(b->path_node), free(b->leaves);
     ufb_pool_free(b->pool);
 }
@@ -359,20 +444,38 @@ static void free_bench(bench *b) {
 typedef struct table {
     double us[N_V][8][16]; /* variant, threads index, batch index; < 0: not run */
     double err[N_V];       /* vs reference; -1 routing mismatch; -2 not run */
+    double qout_err[3];    /* output of the quantized scalar reference vs the F32 one */
+    int64_t flips[3], recomputed[3], dots; /* routing check over every layer, all tokens */
 } table;
 
 static bool is_dense(enum variant v) {
     return v <= V_L1;
 }
 
-/* fastest dense / FFF time at (ti, bi) */
-static double best(const table *t, int ti, int bi, bool dense) {
+/* fastest dense / FFF time at (ti, bi); f32_only: FFF variants on F32 weights only */
+static double best_of(const table *t, int ti, int bi, bool dense, bool f32_only) {
     double m = 0;
     for (int v = 0; v < N_V; v++)
         if (is_dense((enum variant)v) == dense && t->us[v][ti][bi] > 0 &&
-            (m == 0 || t->us[v][ti][bi] < m))
+            (!f32_only || vinfo[v].fmt == UFB_WFMT_F32) && (m == 0 || t->us[v][ti][bi] < m))
             m = t->us[v][ti][bi];
     return m;
+}
+
+static double best(const table *t, int ti, int bi, bool dense) {
+    return best_of(t, ti, bi, dense, false);
+}
+
+static void print_quant(const bench *b, const table *t, FILE *o) {
+    static const char *const fname[3] = {"F32", "BF16", "INT8"};
+    for (int f = UFB_WFMT_BF16; f <= UFB_WFMT_INT8; f++)
+        fprintf(o,
+                "%s rows: RMS element error Win %.2e, Wout %.2e (relative); layer output vs F32 "
+                "%.1e; routing vs F32 kernel over %d layers x %d tokens: %lld flips, %.2f%% of "
+                "dots recomputed in F32\n",
+                fname[f], b->qerr[f][0], b->qerr[f][1], t->qout_err[f], b->L,
+                b->batches[b->n_batches - 1], (long long)t->flips[f],
+                t->dots ? 100.0 * (double)t->recomputed[f] / (double)t->dots : 0.0);
 }
 
 static void print_text(const bench *b, const table *t) {
@@ -383,8 +486,10 @@ static void print_text(const bench *b, const table *t) {
            ct ? ct : "unset");
     printf("check vs scalar reference (layer 0): ");
     for (int v = 0; v < N_V; v++)
-        if (t->err[v] > -2) printf("%s %.1e  ", vnames[v], t->err[v]);
-    printf("\nmedian us per token per layer (%d runs):\n", b->runs);
+        if (t->err[v] > -2) printf("%s %.1e  ", vnames(v), t->err[v]);
+    printf("\n");
+    print_quant(b, t, stdout);
+    printf("median us per token per layer (%d runs):\n", b->runs);
     for (int ti = 0; ti < b->n_threads; ti++) {
         printf("threads=%d %-12s", b->threads[ti], "");
         for (int bi = 0; bi < b->n_batches; bi++)
@@ -392,14 +497,17 @@ static void print_text(const bench *b, const table *t) {
         printf("\n");
         for (int v = 0; v < N_V; v++) {
             if (t->err[v] <= -2) continue;
-            printf("  %-21s", vnames[v]);
+            printf("  %-26s", vnames(v));
             for (int bi = 0; bi < b->n_batches; bi++)
                 printf(" %14.3f", t->us[v][ti][bi]);
             printf("\n");
         }
-        printf("  %-21s", "FFF speedup vs dense");
+        printf("  %-26s", "FFF speedup vs dense");
         for (int bi = 0; bi < b->n_batches; bi++)
             printf(" %13.1fx", best(t, ti, bi, true) / best(t, ti, bi, false));
+        printf("\n  %-26s", "F32 FFF speedup vs dense");
+        for (int bi = 0; bi < b->n_batches; bi++)
+            printf(" %13.1fx", best(t, ti, bi, true) / best_of(t, ti, bi, false, true));
         printf("\n");
     }
 }
@@ -412,7 +520,7 @@ static void print_json(const bench *b, const table *t) {
            ct ? ct : "null", ct ? "\"" : "");
     for (int v = 0, first = 1; v < N_V; v++)
         if (t->err[v] > -2)
-            printf("%s\"%s\":%.3g", first ? "" : ",", vnames[v], t->err[v]), first = 0;
+            printf("%s\"%s\":%.3g", first ? "" : ",", vnames(v), t->err[v]), first = 0;
     printf("},\"results\":[");
     for (int ti = 0, first = 1; ti < b->n_threads; ti++)
         for (int bi = 0; bi < b->n_batches; bi++)
@@ -420,20 +528,28 @@ static void print_json(const bench *b, const table *t) {
                 if (t->us[v][ti][bi] > 0)
                     printf("%s{\"variant\":\"%s\",\"threads\":%d,\"batch\":%d,"
                            "\"us_per_token_layer\":%.4f}",
-                           first ? "" : ",", vnames[v], b->threads[ti], b->batches[bi],
+                           first ? "" : ",", vnames(v), b->threads[ti], b->batches[bi],
                            t->us[v][ti][bi]),
                         first = 0;
     const int tl = b->n_threads - 1; /* the headline ratios: the largest thread count */
     const char *keys[2] = {"speedup_vs_best_dense", "speedup_f32_vs_best_dense"};
     printf("]");
-    for (int k = 0; k < 2; k++) { /* every FFF weight format is F32 so far: same numbers */
+    for (int k = 0; k < 2; k++) {
         printf(",\"%s\":{", keys[k]);
         for (int bi = 0; bi < b->n_batches; bi++)
             printf("%s\"%d\":%.2f", bi ? "," : "", b->batches[bi],
-                   best(t, tl, bi, true) / best(t, tl, bi, false));
+                   best(t, tl, bi, true) / best_of(t, tl, bi, false, k == 1));
         printf("}");
         if (k == 0) printf(",\"threads\":%d", b->threads[tl]);
     }
+    printf(",\"quant\":{");
+    for (int f = UFB_WFMT_BF16; f <= UFB_WFMT_INT8; f++)
+        printf("%s\"%s\":{\"rms_err_win\":%.3g,\"rms_err_wout\":%.3g,\"out_err_vs_f32\":%.3g,"
+               "\"flips\":%lld,\"recomputed\":%lld,\"dots\":%lld}",
+               f == UFB_WFMT_BF16 ? "" : ",", f == UFB_WFMT_BF16 ? "bf16" : "int8", b->qerr[f][0],
+               b->qerr[f][1], t->qout_err[f], (long long)t->flips[f], (long long)t->recomputed[f],
+               (long long)t->dots);
+    printf("}");
     printf(",\"by_threads\":{");
     for (int ti = 0; ti < b->n_threads; ti++) {
         printf("%s\"%d\":{", ti ? "," : "", b->threads[ti]);
@@ -446,31 +562,63 @@ static void print_json(const bench *b, const table *t) {
 }
 
 static ufb_cmm_fn cmm_of(enum variant v) {
-    enum ufb_kernel k = v == V_CMM_AVX512 ? UFB_KERNEL_AVX512
-                        : v == V_CMM_AVX2 ? UFB_KERNEL_AVX2
-                                          : UFB_KERNEL_SCALAR;
-    return ufb_cmm_get(&k);
+    enum ufb_kernel k = vinfo[v].kernel;
+    return v >= V_CMM_SCALAR ? ufb_cmmq_get(&k, vinfo[v].fmt) : NULL;
+}
+
+/* Routing of each quantized format against the F32 kernel of the same instruction set, over
+ * every layer and the largest batch: flips and dots recomputed by the margin check. */
+static void route_check(bench *b, table *t) {
+    const int n = b->batches[b->n_batches - 1];
+    enum ufb_kernel k = ufb_kernel_best();
+    ufb_cmm_fn f32 = ufb_cmm_get(&k);
+    int32_t *ref = malloc(sizeof(int32_t) * (size_t)n * b->T);
+    if (!ref) return;
+    t->dots = (int64_t)b->L * n * b->T * (b->D + 1);
+    for (int l = 0; l < b->L; l++) {
+        f32(&b->layers[l].fq[UFB_WFMT_F32][0], b->y, ref, b->path_act, b->path_node, b->x, b->H, n);
+        for (int f = UFB_WFMT_BF16; f <= UFB_WFMT_INT8; f++) {
+            enum ufb_kernel kq = k;
+            ufb_cmm_fn q = ufb_cmmq_get(&kq, (enum ufb_wfmt)f);
+            t->recomputed[f] += q(&b->layers[l].fq[f][1], b->y, b->leaves, b->path_act,
+                                  b->path_node, b->x, b->H, n);
+            for (size_t i = 0; i < (size_t)n * b->T; i++)
+                t->flips[f] += b->leaves[i] != ref[i];
+        }
+    }
+    free(ref);
 }
 
 static void check_all(bench *b, table *t) {
     const int n = b->batches[0] < 4 ? b->batches[0] : 4;
     double *dref = malloc(sizeof(double) * (size_t)n * b->H);
-    double *fref = malloc(sizeof(double) * (size_t)n * b->H);
+    double *fref = malloc(sizeof(double) * 3 * (size_t)n * b->H); /* per weight format */
     int32_t *lref = malloc(sizeof(int32_t) * (size_t)n * b->T);
     dense_reference(b, dref, n);
-    bench one = *b;
-    one.L = 1;
-    run_pass(&one, V_CMM_SCALAR, ufb_cmm_scalar, 1, n); /* the FFF specification */
-    for (size_t i = 0; i < (size_t)n * b->H; i++)
-        fref[i] = b->y[i];
+    for (int f = 2; f >= 0; f--) { /* the scalar references; F32 last: its leaves are lref */
+        ufb_cmm_fn ref = f == UFB_WFMT_F32 ? ufb_cmm_scalar : ufb_cmmq_scalar;
+        ref(&b->layers[0].fq[f][0], b->y, b->leaves, b->path_act, b->path_node, b->x, b->H, n);
+        for (size_t i = 0; i < (size_t)n * b->H; i++)
+            fref[(size_t)f * n * b->H + i] = b->y[i];
+    }
     memcpy(lref, b->leaves, sizeof(int32_t) * (size_t)n * b->T);
+    for (int f = UFB_WFMT_BF16; f <= UFB_WFMT_INT8; f++) {
+        double e = 0, m = 0;
+        for (size_t i = 0; i < (size_t)n * b->H; i++) {
+            e = fmax(e, fabs(fref[(size_t)f * n * b->H + i] - fref[i]));
+            m = fmax(m, fabs(fref[i]));
+        }
+        t->qout_err[f] = m > 0 ? e / m : e;
+    }
     for (int v = 0; v < N_V; v++) {
         ufb_cmm_fn cmm = cmm_of((enum variant)v);
         t->err[v] = v >= V_CMM_SCALAR && !cmm
                         ? -2
-                        : check_variant(b, (enum variant)v, cmm, dref, fref, lref, n);
+                        : check_variant(b, (enum variant)v, cmm, dref,
+                                        fref + (size_t)vinfo[v].fmt * n * b->H, lref, n);
     }
     free(dref), free(fref), free(lref);
+    route_check(b, t);
 }
 
 int ufb_bench_ffn_main(int argc, char **argv) {

@@ -15,9 +15,9 @@ float ufb_gelu(float a) {
     return 0.5f * a * (1.0f + erff(a * 0.70710678118654752f));
 }
 
-void ufb_cmm_scalar(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
-                    float *restrict path_act, int32_t *restrict path_node, const float *restrict x,
-                    int ldx, int n_tok) {
+int64_t ufb_cmm_scalar(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
+                       float *restrict path_act, int32_t *restrict path_node,
+                       const float *restrict x, int ldx, int n_tok) {
     const int H = w->hidden, T = w->n_trees;
     (void)path_act, (void)path_node; /* the reference needs no scratch */
     for (int tok = 0; tok < n_tok; tok++) {
@@ -41,6 +41,7 @@ void ufb_cmm_scalar(const ufb_fff *w, float *restrict y, int32_t *restrict leave
             leaves[tok * T + t] = leaf;
         }
     }
+    return 0;
 }
 
 /* ---- Dispatch ---- */

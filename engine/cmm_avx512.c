@@ -1,5 +1,6 @@
 /* cmm_avx512.c — CMM kernel for AVX-512 (F, BW, VL, DQ); compiled with those target flags
- * only here and chosen at run time by ufb_cmm_get(). Algorithm: cmm_simd_impl.h. */
+ * only here and chosen at run time by ufb_cmm_get(). Algorithms: cmm_simd_impl.h (F32
+ * rows) and cmmq_simd_impl.h (BF16 and INT8 rows). */
 #include "engine_impl.h"
 
 #include <immintrin.h>
@@ -18,3 +19,22 @@
 #define CMM_FN                ufb_cmm_avx512
 
 #include "cmm_simd_impl.h"
+
+#define WT uint16_t
+#define WLOAD(p)                           \
+    _mm512_castsi512_ps(_mm512_slli_epi32( \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
+#define CMMQ_FN     ufb_cmmq_bf16_avx512
+#define CMMQ_SUFFIX _bf16
+#include "cmmq_simd_impl.h"
+#undef WT
+#undef WLOAD
+#undef CMMQ_FN
+#undef CMMQ_SUFFIX
+
+#define WT int8_t
+#define WLOAD(p) \
+    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))))
+#define CMMQ_FN     ufb_cmmq_int8_avx512
+#define CMMQ_SUFFIX _int8
+#include "cmmq_simd_impl.h"

@@ -30,6 +30,17 @@ static void traverse_group(const ufb_fff *w, int tree, const float *restrict x, 
         for (int g = 0; g < gn; g++) {
             row[g] = w->nodes + (size_t)(tree * w->n_nodes + k[g]) * 2 * w->hp;
             acc[g] = VZERO();
+            if ((w->prefetch & UFB_PF_CHILDREN) && level < w->depth) { /* 2k+1, 2k+2 adjacent */
+                const float *child =
+                    w->nodes + (size_t)(tree * w->n_nodes + 2 * k[g] + 1) * 2 * w->hp;
+                for (int o = 0; o < H; o += 16) {
+                    _mm_prefetch((const char *)(child + o), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(child + 2 * w->hp + o), _MM_HINT_T0);
+                }
+            }
+            if (w->prefetch & UFB_PF_ROW) /* all of this row's lines in flight at once */
+                for (int o = 0; o < H; o += 16)
+                    _mm_prefetch((const char *)(row[g] + o), _MM_HINT_T0);
         }
         int c = 0;
         for (; c + VW <= H; c += VW)
@@ -42,6 +53,9 @@ static void traverse_group(const ufb_fff *w, int tree, const float *restrict x, 
         for (int g = 0; g < gn; g++) {
             const int r = tree * w->n_nodes + k[g];
             const float a = VREDUCE(acc[g]) + w->bias[r];
+            if (w->prefetch & UFB_PF_WOUT) /* for the summing pass, into L2 */
+                for (int o = 0; o < H; o += 16)
+                    _mm_prefetch((const char *)(row[g] + w->hp + o), _MM_HINT_T1);
             act[g * path_len + level] = a;
             node[g * path_len + level] = r;
             if (level == w->depth) leaves[g * T] = k[g];
@@ -66,8 +80,9 @@ static void sum_rows(const ufb_fff *w, float *restrict y, const float *restrict 
     }
 }
 
-void CMM_FN(const ufb_fff *w, float *restrict y, int32_t *restrict leaves, float *restrict path_act,
-            int32_t *restrict path_node, const float *restrict x, int ldx, int n_tok) {
+int64_t CMM_FN(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
+               float *restrict path_act, int32_t *restrict path_node, const float *restrict x,
+               int ldx, int n_tok) {
     const int T = w->n_trees, V = w->depth + 1, P = T * V; /* P: nodes visited per token */
     for (int t0 = 0; t0 < n_tok; t0 += CMM_GROUP) {
         const int gn = n_tok - t0 < CMM_GROUP ? n_tok - t0 : CMM_GROUP;
@@ -80,4 +95,5 @@ void CMM_FN(const ufb_fff *w, float *restrict y, int32_t *restrict leaves, float
     for (int tok = 0; tok < n_tok; tok++)
         sum_rows(w, y + (size_t)tok * w->hidden, path_act + (size_t)tok * P,
                  path_node + (size_t)tok * P, P);
+    return 0;
 }

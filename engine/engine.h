@@ -88,6 +88,20 @@ enum ufb_dtype {
     UFB_DTYPE_BF16 = 2,
 };
 
+/* Storage of FFF node rows in memory (whatever the file holds). Reduced formats keep the F32
+ * rows too, for the routing check (engine/cmm_quant.c): paths match the F32 engine's. */
+enum ufb_wfmt {
+    UFB_WFMT_F32 = 0,
+    UFB_WFMT_BF16 = 1, /* bfloat16, round to nearest even */
+    UFB_WFMT_INT8 = 2, /* symmetric, one F32 scale per Win row and per Wout row */
+};
+
+/* @return static name ("f32", "bf16", "int8"). */
+const char *ufb_wfmt_name(enum ufb_wfmt f);
+
+/* @return 0 and *f for "f32", "bf16" or "int8"; -1 otherwise. */
+int ufb_wfmt_parse(const char *s, enum ufb_wfmt *f);
+
 typedef struct ufb_model_info {
     enum ufb_family family;
     enum ufb_ff_kind ff_kind;
@@ -112,10 +126,12 @@ typedef struct ufb_model_info {
     char problem_type[32]; /* "single_label_classification" (softmax), "multi_label_..." (sigmoid),
                               "regression" */
     char act[24];          /* dense FF activation: "gelu", "gelu_new", "relu" */
+    enum ufb_wfmt fff_weights; /* FFF rows as the CMM kernels read them (ufb_load_params) */
 } ufb_model_info;
 
 typedef struct ufb_load_params {
-    int keep_f16; /* reserved: 0 widens F16/BF16 weights to F32 at load time */
+    int keep_f16;              /* reserved: 0 widens F16/BF16 weights to F32 at load time */
+    enum ufb_wfmt fff_weights; /* FFF rows as read by the CMM kernels (F32 by default) */
 } ufb_load_params;
 
 ufb_load_params ufb_load_params_default(void);

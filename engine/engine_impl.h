@@ -66,6 +66,11 @@ float ufb_bf16_to_f32(uint16_t h);
 
 /* ---- Model ---- */
 
+/* Software prefetch in the CMM kernels (ufb_fff.prefetch bits) */
+#define UFB_PF_CHILDREN 1 /* both children's Win rows while the current dot runs */
+#define UFB_PF_ROW      2 /* every line of the current Win row at the start of its level */
+#define UFB_PF_WOUT     4 /* a visited node's Wout row into L2 for the summing pass */
+
 typedef struct ufb_fff {
     const float *nodes; /* (n_trees * n_nodes, 2, hp): Win row, then Wout column of each node */
     const float *bias;  /* (n_trees * n_nodes) input bias */
@@ -74,7 +79,24 @@ typedef struct ufb_fff {
     int depth;          /* D: a token visits D + 1 nodes per tree */
     int n_trees;        /* T */
     int n_nodes;        /* 2^(D+1) - 1 per tree */
+    int prefetch;       /* UFB_PF_* bits: software prefetching in the CMM kernels */
+    /* Reduced-precision copy (ufb_fff_quantize), read by the ufb_cmmq_* kernels; nodes stays
+       for the routing check: a dot whose quantized value is within the row's margin of 0 is
+       recomputed from the F32 row, so routing matches the F32 kernel. */
+    enum ufb_wfmt qfmt;
+    int qhp;              /* row length of qnodes in elements: H padded to 64 */
+    const void *qnodes;   /* (rows, 2, qhp) uint16 (BF16) or int8 elements, 64-byte aligned */
+    const float *qscale;  /* (rows, 2): scale of the Win row and of the Wout row (1 for BF16) */
+    const float *qmargin; /* (rows): |a_q| <= ||x||_2 * qmargin[r] -> recompute in F32 */
 } ufb_fff;
+
+/* Quantize w->nodes into one allocation (returned; the caller frees it with free()) and set
+ * w->qfmt, qnodes, qscale, qmargin. qerr_rms (may be NULL) receives the RMS element error of
+ * the Win and Wout rows over the layer, relative to the RMS weight. @return NULL if OOM. */
+void *ufb_fff_quantize(ufb_fff *w, enum ufb_wfmt fmt, double qerr_rms[2]);
+
+/* K in the routing margin: K standard deviations of the quantization error of a dot. */
+#define UFB_QMARGIN_SIGMAS 8.0f
 
 /* A linear layer y = x · Wᵀ + b with W (n_out, n_in) packed for the batch-invariant GEMM. */
 #define UFB_GEMM_NR 32 /* output columns per packed panel */
@@ -128,19 +150,26 @@ struct ufb_model {
 
 /* y (n_tok, H) = FFF(x (n_tok, ldx)); leaves (n_tok, T) receives the leaf of each tree.
  * path_act (n_tok, T*(D+1)) and path_node (n_tok, T*(D+1)) are scratch. */
-typedef void (*ufb_cmm_fn)(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
-                           float *restrict path_act, int32_t *restrict path_node,
-                           const float *restrict x, int ldx, int n_tok);
+typedef int64_t (*ufb_cmm_fn)(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
+                              float *restrict path_act, int32_t *restrict path_node,
+                              const float *restrict x, int ldx, int n_tok);
+/* The F32 kernels return 0; the quantized ones (ufb_cmmq_*) the number of dots recomputed in
+ * F32 by the routing check. */
+#define UFB_CMM_DECL(name)                                                                       \
+    int64_t name(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,                  \
+                 float *restrict path_act, int32_t *restrict path_node, const float *restrict x, \
+                 int ldx, int n_tok)
+UFB_CMM_DECL(ufb_cmm_scalar);
+UFB_CMM_DECL(ufb_cmm_avx2);
+UFB_CMM_DECL(ufb_cmm_avx512);
+UFB_CMM_DECL(ufb_cmmq_scalar);
+UFB_CMM_DECL(ufb_cmmq_bf16_avx2);
+UFB_CMM_DECL(ufb_cmmq_int8_avx2);
+UFB_CMM_DECL(ufb_cmmq_bf16_avx512);
+UFB_CMM_DECL(ufb_cmmq_int8_avx512);
 
-void ufb_cmm_scalar(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
-                    float *restrict path_act, int32_t *restrict path_node, const float *restrict x,
-                    int ldx, int n_tok);
-void ufb_cmm_avx2(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
-                  float *restrict path_act, int32_t *restrict path_node, const float *restrict x,
-                  int ldx, int n_tok);
-void ufb_cmm_avx512(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
-                    float *restrict path_act, int32_t *restrict path_node, const float *restrict x,
-                    int ldx, int n_tok);
+/* @return the quantized kernel of a variant and format (AUTO -> best supported), or NULL. */
+ufb_cmm_fn ufb_cmmq_get(enum ufb_kernel *k, enum ufb_wfmt fmt);
 
 /* @return the kernel function of a variant, resolved (AUTO -> best supported), or NULL. */
 ufb_cmm_fn ufb_cmm_get(enum ufb_kernel *k);

@@ -429,7 +429,7 @@ ufb_ctx *ufb_ctx_create(const ufb_model *m, const ufb_ctx_params *params) {
     if (!ctx) return NULL;
     ctx->m = m;
     ctx->kernel = p.kernel;
-    ctx->cmm = ufb_cmm_get(&ctx->kernel);
+    ctx->cmm = ufb_cmmq_get(&ctx->kernel, in->fff_weights);
     ctx->gemm = ufb_gemm_get(UFB_KERNEL_AUTO);
     ctx->pool = p.pool;
     ctx->n_threads = ufb_pool_size(p.pool);

@@ -274,8 +274,13 @@ static void bind_fff(loader *ld, ufb_layer *ly, const char *in_w, const char *in
         for (int64_t c = 0; c < H; c++)
             nodes[r * 2 * hp + hp + c] = wout[c * R + r];
     }
-    ly->fff =
-        (ufb_fff){nodes, ly->fff.bias, in->hidden, hp, in->fff_depth, in->fff_trees, in->fff_nodes};
+    ly->fff = (ufb_fff){.nodes = nodes,
+                        .bias = ly->fff.bias,
+                        .hidden = in->hidden,
+                        .hp = hp,
+                        .depth = in->fff_depth,
+                        .n_trees = in->fff_trees,
+                        .n_nodes = in->fff_nodes};
 }
 
 static void set_fff_shape(loader *ld, int depth, int trees) {
@@ -625,10 +630,29 @@ static void load_config(loader *ld, const char *dir) {
     if (!ld->rc) ld->m->info.head_dim = ld->m->info.hidden / ld->m->info.n_heads;
 }
 
+/* The FFF rows in a reduced format, next to the F32 ones (which the routing check reads). */
+static void quantize_fff(loader *ld, enum ufb_wfmt fmt) {
+    ufb_model *m = ld->m;
+    if (ld->rc || fmt == UFB_WFMT_F32 || m->info.ff_kind != UFB_FF_FFF) return;
+    for (int l = 0; l < m->info.n_layers && !ld->rc; l++) {
+        void *keep = model_alloc(ld, 1); /* a slot in the owned list, then the real buffer */
+        if (!keep) return;
+        void *q = ufb_fff_quantize(&m->layers[l].fff, fmt, NULL);
+        if (!q) {
+            LOAD_FAIL(ld, UFB_ERR_NOMEM, "out of memory (%s FFF rows of layer %d)",
+                      ufb_wfmt_name(fmt), l);
+            return;
+        }
+        free(keep);
+        m->owned[m->n_owned - 1] = q;
+    }
+    m->info.fff_weights = fmt;
+}
+
 ufb_model *ufb_model_load(const char *dir, const ufb_load_params *params, char *err,
                           size_t errlen) {
     char path[4096], why[512] = "";
-    (void)params; /* reserved */
+    const ufb_load_params p = params ? *params : ufb_load_params_default();
     loader ld = {.err = why, .errlen = sizeof why};
     ld.m = calloc(1, sizeof *ld.m);
     if (!ld.m) {
@@ -644,6 +668,10 @@ ufb_model *ufb_model_load(const char *dir, const ufb_load_params *params, char *
     else if (!ld.rc)
         bind_bert(&ld);
     finish_info(&ld);
+    if (p.fff_weights != UFB_WFMT_F32 && p.fff_weights != UFB_WFMT_BF16 &&
+        p.fff_weights != UFB_WFMT_INT8)
+        LOAD_FAIL(&ld, UFB_ERR_INVALID, "unknown FFF weight format %d", (int)p.fff_weights);
+    quantize_fff(&ld, p.fff_weights);
     load_tokenizer(&ld, dir);
     json_decref(ld.cfg);
     last_load_status = ld.rc;

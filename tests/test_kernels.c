@@ -45,7 +45,13 @@ static void fff_make(fff_case *c, int H, int D, int T, int n_tok) {
     }
     for (int i = 0; i < n_tok * H; i++)
         c->x[i] = frand();
-    c->w = (ufb_fff){c->nodes, c->bias, H, hp, D, T, n};
+    c->w = (ufb_fff){.nodes = c->nodes,
+                     .bias = c->bias,
+                     .hidden = H,
+                     .hp = hp,
+                     .depth = D,
+                     .n_trees = T,
+                     .n_nodes = n};
     c->n_tok = n_tok;
 }
 
@@ -134,6 +140,103 @@ static void test_cmm_variants(void **state) {
         free(l_ref);
         fff_free(&c);
     }
+}
+
+/* BF16 and INT8 rows: each kernel (scalar reference, AVX2, AVX-512) takes exactly the F32
+ * kernel's path of its instruction set, and its output is within the format's rounding of
+ * the F32 output; the SIMD kernels agree with the quantized scalar reference. */
+static void test_cmm_quantized(void **state) {
+    (void)state;
+    static const int shapes[][4] = {{768, 11, 1, 64}, {100, 3, 3, 9}, {17, 6, 2, 5}};
+
+    static const enum ufb_kernel kernels[] = {UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
+                                              UFB_KERNEL_AVX512};
+
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        fff_case c;
+        fff_make(&c, shapes[s][0], shapes[s][1], shapes[s][2], shapes[s][3]);
+        const size_t ny = (size_t)c.n_tok * c.w.hidden, nl = (size_t)c.n_tok * c.w.n_trees;
+        for (int f = UFB_WFMT_BF16; f <= UFB_WFMT_INT8; f++) {
+            fff_case q = c;
+            double qerr[2];
+            void *buf = ufb_fff_quantize(&q.w, (enum ufb_wfmt)f, qerr);
+            assert_non_null(buf);
+            const double tol = f == UFB_WFMT_BF16 ? 1e-2 : 3e-2;
+            float *y_qref;
+            int32_t *l_qref;
+            fff_run(&q, ufb_cmmq_scalar, &y_qref, &l_qref);
+            for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+                enum ufb_kernel kv = kernels[k], kq = kernels[k];
+                ufb_cmm_fn f32 = ufb_cmm_get(&kv), fq = ufb_cmmq_get(&kq, (enum ufb_wfmt)f);
+                if (!f32) continue; /* not on this CPU */
+                assert_non_null(fq);
+                float *y32, *y;
+                int32_t *l32, *leaves;
+                fff_run(&c, f32, &y32, &l32);
+                fff_run(&q, fq, &y, &leaves);
+                assert_memory_equal(leaves, l32, sizeof(int32_t) * nl);
+                double e = 0, m = 0, eq = 0;
+                for (size_t i = 0; i < ny; i++) {
+                    e = fmax(e, fabs(y[i] - y32[i]));
+                    eq = fmax(eq, fabs(y[i] - y_qref[i]));
+                    m = fmax(m, fabs(y32[i]));
+                }
+                printf("  H=%-4d D=%-2d %s %-6s: rows rms err %.1e/%.1e, vs F32 %.1e, vs "
+                       "quantized scalar %.1e\n",
+                       c.w.hidden, c.w.depth, f == UFB_WFMT_BF16 ? "bf16" : "int8",
+                       ufb_kernel_name(kv), qerr[0], qerr[1], e / m, eq / m);
+                assert_true(e / m < tol);
+                assert_true(eq / m < 1e-4);
+                free(y32), free(l32), free(y), free(leaves);
+            }
+            free(y_qref), free(l_qref), free(buf);
+        }
+        fff_free(&c);
+    }
+}
+
+/* The routing check at work: biases set so that token 0's dot at every node is 0 up to F32
+ * rounding. The quantized dot is then off by about the quantization error, so without the
+ * check the path would go astray at about half the levels; with it every such dot is
+ * recomputed from the F32 row and the path is the F32 kernel's. */
+static void test_cmm_quantized_margin(void **state) {
+    (void)state;
+
+    static const enum ufb_kernel kernels[] = {UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
+                                              UFB_KERNEL_AVX512};
+
+    fff_case c;
+    fff_make(&c, 768, 7, 1, 4);
+    for (int r = 0; r < c.w.n_nodes; r++) {
+        double d = 0;
+        for (int i = 0; i < c.w.hidden; i++)
+            d += (double)c.x[i] * c.nodes[(size_t)r * 2 * c.w.hp + i];
+        c.bias[r] = (float)-d;
+    }
+    for (int f = UFB_WFMT_BF16; f <= UFB_WFMT_INT8; f++) {
+        fff_case q = c;
+        void *buf = ufb_fff_quantize(&q.w, (enum ufb_wfmt)f, NULL);
+        assert_non_null(buf);
+        for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+            enum ufb_kernel kv = kernels[k], kq = kernels[k];
+            ufb_cmm_fn f32 = ufb_cmm_get(&kv), fq = ufb_cmmq_get(&kq, (enum ufb_wfmt)f);
+            if (!f32) continue;
+            float *y32;
+            int32_t *l32;
+            fff_run(&c, f32, &y32, &l32);
+            const size_t path = (size_t)c.n_tok * (c.w.depth + 1);
+            float *y = malloc(sizeof(float) * (size_t)c.n_tok * c.w.hidden),
+                  *act = malloc(sizeof(float) * path);
+            int32_t *leaves = malloc(sizeof(int32_t) * (size_t)c.n_tok),
+                    *node = malloc(sizeof(int32_t) * path);
+            int64_t n_re = fq(&q.w, y, leaves, act, node, q.x, q.w.hidden, q.n_tok);
+            assert_true(n_re >= c.w.depth + 1); /* token 0 at every level */
+            assert_memory_equal(leaves, l32, sizeof(int32_t) * (size_t)c.n_tok);
+            free(y32), free(l32), free(y), free(act), free(leaves), free(node);
+        }
+        free(buf);
+    }
+    fff_free(&c);
 }
 
 static void test_gemm_variants_and_invariance(void **state) {
@@ -228,6 +331,8 @@ int main(void) {
         cmocka_unit_test(test_kernel_names_and_dispatch),
         cmocka_unit_test(test_pool_tasks_exactly_once),
         cmocka_unit_test(test_cmm_variants),
+        cmocka_unit_test(test_cmm_quantized),
+        cmocka_unit_test(test_cmm_quantized_margin),
         cmocka_unit_test(test_gemm_variants_and_invariance),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);

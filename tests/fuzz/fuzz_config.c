@@ -10,7 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static char path[64];
-    if (!path[0]) snprintf(path, sizeof path, "/tmp/ufb_fuzz_cfg_%d.json", (int)getpid());
+    if (!path[0]) snprintf(path, sizeof path, "/dev/shm/ufb_fuzz_cfg_%d.json", (int)getpid());
     FILE *f = fopen(path, "wb");
     if (!f) abort();
     fwrite(data, 1, size, f);

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static char dir[64];
     char err[512], path[256];
     if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/ufb_fuzz_st_%d", (int)getpid());
+        snprintf(dir, sizeof dir, "/dev/shm/ufb_fuzz_st_%d", (int)getpid());
         snprintf(path, sizeof path,
                  "mkdir -p %s && cp tests/fixtures/crammed_d3_t1_f32/config.json "
                  "%s/",

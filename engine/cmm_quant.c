@@ -1,0 +1,179 @@
+/* cmm_quant.c — FFF node rows in BF16 or INT8: quantization, the scalar reference of the
+ * quantized CMM, and its run-time dispatch (SIMD variants: cmmq_simd_impl.h).
+ *
+ * Storage: the same node layout as F32 (Win row, then Wout row, per node; children of node k
+ * at 2k+1 and 2k+2, adjacent), rows padded to 64 elements so every row starts on a cache line.
+ * INT8 rows are symmetric with one F32 scale per row (max |w| / 127); BF16 rows are rounded
+ * to nearest even. Accumulation is F32 throughout.
+ *
+ * Routing check: a quantized dot differs from the F32 dot by Σ x_i e_i (e: the row's
+ * rounding errors), whose standard deviation for inputs not aligned with e is ||x||_2 · rms(e).
+ * qmargin[r] = K · rms(e_r) + 2e-5 · ||w_r||_2 (K = UFB_QMARGIN_SIGMAS; the second term covers
+ * F32 rounding in either dot). A dot with |a_q| <= ||x||_2 · qmargin[r] is recomputed from the
+ * F32 row in the F32 kernel's own order, so the node chosen is the F32 kernel's unless the
+ * error exceeds K standard deviations (the benchmark and tests count such flips: none seen).
+ * Cauchy–Schwarz would make it a hard bound at K = sqrt(H) (≈ 28 for H = 768), at the price
+ * of recomputing ~3.5x more dots.
+ */
+#include "engine_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+const char *ufb_wfmt_name(enum ufb_wfmt f) {
+    switch (f) {
+    case UFB_WFMT_F32:
+        return "f32";
+    case UFB_WFMT_BF16:
+        return "bf16";
+    case UFB_WFMT_INT8:
+        return "int8";
+    }
+    return "unknown";
+}
+
+int ufb_wfmt_parse(const char *s, enum ufb_wfmt *f) {
+    static const enum ufb_wfmt all[] = {UFB_WFMT_F32, UFB_WFMT_BF16, UFB_WFMT_INT8};
+
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(s, ufb_wfmt_name(all[i])) == 0) {
+            *f = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+static uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even; weights are finite */
+    return (uint16_t)(u >> 16);
+}
+
+static size_t elem_size(enum ufb_wfmt fmt) {
+    return fmt == UFB_WFMT_BF16 ? 2 : 1;
+}
+
+/* element i of a stored row, widened (INT8: unscaled) */
+static float deq(const ufb_fff *w, const void *row, int i) {
+    if (w->qfmt == UFB_WFMT_BF16) return ufb_bf16_to_f32(((const uint16_t *)row)[i]);
+    return (float)((const int8_t *)row)[i];
+}
+
+static const void *qrow(const ufb_fff *w, int r, int part) {
+    return (const char *)w->qnodes +
+           ((size_t)r * 2 + (size_t)part) * (size_t)w->qhp * elem_size(w->qfmt);
+}
+
+void *ufb_fff_quantize(ufb_fff *w, enum ufb_wfmt fmt, double qerr_rms[2]) {
+    if (fmt != UFB_WFMT_BF16 && fmt != UFB_WFMT_INT8) return NULL;
+    const int H = w->hidden, qhp = (H + 63) & ~63, rows = w->n_trees * w->n_nodes;
+    const size_t node_bytes = (size_t)rows * 2 * (size_t)qhp * elem_size(fmt);
+    const size_t total = (node_bytes + sizeof(float) * 3 * (size_t)rows + 63) & ~(size_t)63;
+    char *buf;
+    if (total >= (1u << 21)) { /* 2 MB pages where the kernel allows: rows are read at random */
+        const size_t sz = (total + (1u << 21) - 1) & ~(size_t)((1u << 21) - 1);
+        if (!(buf = aligned_alloc(1u << 21, sz))) return NULL;
+        madvise(buf, sz, MADV_HUGEPAGE);
+    } else if (!(buf = aligned_alloc(64, total)))
+        return NULL;
+    memset(buf, 0, total);
+    float *scale = (float *)(void *)(buf + node_bytes), *margin = scale + 2 * (size_t)rows;
+    double err_sum[2] = {0, 0}, w_sum[2] = {0, 0};
+    for (int r = 0; r < rows; r++)
+        for (int part = 0; part < 2; part++) {
+            const float *src = w->nodes + ((size_t)r * 2 + (size_t)part) * (size_t)w->hp;
+            void *dst = buf + ((size_t)r * 2 + (size_t)part) * (size_t)qhp * elem_size(fmt);
+            float maxabs = 0;
+            for (int i = 0; i < H; i++)
+                maxabs = fmaxf(maxabs, fabsf(src[i]));
+            const float s = fmt == UFB_WFMT_INT8 && maxabs > 0 ? maxabs / 127.0f : 1.0f;
+            double e2 = 0, w2 = 0;
+            for (int i = 0; i < H; i++) {
+                float back;
+                if (fmt == UFB_WFMT_BF16) {
+                    uint16_t h = f32_to_bf16(src[i]);
+                    ((uint16_t *)dst)[i] = h;
+                    back = ufb_bf16_to_f32(h);
+                } else {
+                    long q = lrintf(src[i] / s);
+                    q = q > 127 ? 127 : q < -127 ? -127 : q;
+                    ((int8_t *)dst)[i] = (int8_t)q;
+                    back = (float)q * s;
+                }
+                e2 += ((double)back - src[i]) * ((double)back - src[i]);
+                w2 += (double)src[i] * src[i];
+            }
+            scale[2 * r + part] = s;
+            if (part == 0)
+                margin[r] = UFB_QMARGIN_SIGMAS * (float)sqrt(e2 / H) + 2e-5f * (float)sqrt(w2);
+            err_sum[part] += e2, w_sum[part] += w2;
+        }
+    if (qerr_rms)
+        for (int part = 0; part < 2; part++)
+            qerr_rms[part] = w_sum[part] > 0 ? sqrt(err_sum[part] / w_sum[part]) : 0;
+    w->qfmt = fmt, w->qhp = qhp, w->qnodes = buf, w->qscale = scale, w->qmargin = margin;
+    return buf;
+}
+
+/* The reference: ufb_cmm_scalar's algorithm on the stored rows, with the routing check. */
+int64_t ufb_cmmq_scalar(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
+                        float *restrict path_act, int32_t *restrict path_node,
+                        const float *restrict x, int ldx, int n_tok) {
+    const int H = w->hidden, T = w->n_trees;
+    int64_t n_recomputed = 0;
+    (void)path_act, (void)path_node;
+    for (int tok = 0; tok < n_tok; tok++) {
+        const float *xr = x + (size_t)tok * ldx;
+        float *yr = y + (size_t)tok * H, xn = 0;
+        for (int i = 0; i < H; i++)
+            xn += xr[i] * xr[i];
+        xn = sqrtf(xn);
+        memset(yr, 0, sizeof(float) * (size_t)H);
+        for (int t = 0; t < T; t++) {
+            int k = 0, leaf = 0;
+            for (int level = 0; level <= w->depth; level++) {
+                const int r = t * w->n_nodes + k;
+                const void *win = qrow(w, r, 0), *wout = qrow(w, r, 1);
+                float a = 0;
+                for (int i = 0; i < H; i++)
+                    a += xr[i] * deq(w, win, i);
+                a = a * w->qscale[2 * r] + w->bias[r];
+                if (fabsf(a) <= xn * w->qmargin[r]) { /* as ufb_cmm_scalar computes it */
+                    const float *wf = w->nodes + (size_t)r * 2 * w->hp;
+                    a = w->bias[r];
+                    for (int i = 0; i < H; i++)
+                        a += xr[i] * wf[i];
+                    n_recomputed++;
+                }
+                const float g = ufb_gelu(a) * w->qscale[2 * r + 1];
+                for (int i = 0; i < H; i++)
+                    yr[i] += g * deq(w, wout, i);
+                leaf = k;
+                k = 2 * k + 1 + (a > 0.0f);
+            }
+            leaves[tok * T + t] = leaf;
+        }
+    }
+    return n_recomputed;
+}
+
+ufb_cmm_fn ufb_cmmq_get(enum ufb_kernel *k, enum ufb_wfmt fmt) {
+    if (fmt == UFB_WFMT_F32) return ufb_cmm_get(k);
+    if (*k == UFB_KERNEL_AUTO) *k = ufb_kernel_best();
+    if (!ufb_kernel_supported(*k)) return NULL;
+    const int i8 = fmt == UFB_WFMT_INT8;
+    switch (*k) {
+    case UFB_KERNEL_SCALAR:
+        return ufb_cmmq_scalar;
+    case UFB_KERNEL_AVX2:
+        return i8 ? ufb_cmmq_int8_avx2 : ufb_cmmq_bf16_avx2;
+    case UFB_KERNEL_AVX512:
+        return i8 ? ufb_cmmq_int8_avx512 : ufb_cmmq_bf16_avx512;
+    case UFB_KERNEL_AUTO:
+        break;
+    }
+    return NULL;
+}
