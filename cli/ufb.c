@@ -5,6 +5,7 @@
  *   ufb logits   --model DIR --ids 101,2023,102 [--type-ids 0,0,0] [--kernel K]
  *   ufb classify --model DIR [--pair TEXT] [--kernel K] [--leaves] [TEXT ...]   (stdin lines
  *                when no TEXT is given)
+ *   --fff-weights f32|bf16|int8 (logits, classify, inspect): FFF rows in memory
  *
  * Exit codes: 0 ok, 1 model failed to load, 2 usage, 3 bad input.
  */
@@ -28,6 +29,7 @@ typedef struct cli_opts {
     const char *type_ids;
     const char *pair;
     enum ufb_kernel kernel;
+    enum ufb_wfmt fff_weights;
     int threads; /* engine threads for one forward pass (a ufb_pool) */
     ufb_pool *pool;
     int leaves;
@@ -40,8 +42,12 @@ static void usage(FILE *f) {
           "       ufb logits   --model DIR --ids 101,2023,102 [--type-ids 0,0,0] [--kernel K]\n"
           "       ufb classify --model DIR [--pair TEXT] [--kernel K] [--leaves] [TEXT ...]\n"
           "       ufb bench ffn [--hidden 768] [--depth 11] [--batch 1,8,...] [--json] ...\n"
+          "       ufb bench model --model DIR [--model DIR2] [--seq 16,128] [--batch 1,32]\n"
+          "                       [--threads N] [--json] ...\n"
+          "       ufb bench triad [--mib 256] [--threads 1,2] [--json]\n"
           "         (classify reads one text per line from stdin when no TEXT is given)\n"
           "  --kernel K   CMM variant: auto (default), scalar, avx2, avx512\n"
+          "  --fff-weights F  FFF rows in memory: f32 (default), bf16, int8\n"
           "  --threads N  engine threads for each forward pass (default 1)\n"
           "  --leaves     include the FFF leaf reached per layer, token and tree\n",
           f);
@@ -77,6 +83,8 @@ static int parse_args(cli_opts *o, int argc, char **argv) {
             o->pair = argv[++i];
         else if (!strcmp(a, "--kernel") && has_val) {
             if (parse_kernel(argv[++i], &o->kernel)) return -1;
+        } else if (!strcmp(a, "--fff-weights") && has_val) {
+            if (ufb_wfmt_parse(argv[++i], &o->fff_weights)) return -1;
         } else if (!strcmp(a, "--threads") && has_val) {
             o->threads = atoi(argv[++i]);
             if (o->threads < 1 || o->threads > 1024) return -1;
@@ -187,6 +195,8 @@ static int cmd_inspect(const ufb_model *m) {
         in->max_positions, "type_vocab_size", in->type_vocab_size, "n_outputs", in->n_outputs,
         "n_params", (json_int_t)in->n_params, "labels", labels, "problem_type", in->problem_type,
         "tokenizer", ufb_model_tokenizer(m) != NULL, "kernel", ufb_kernel_name(ufb_kernel_best()));
+    if (in->ff_kind == UFB_FF_FFF)
+        json_object_set_new(o, "fff_weights", json_string(ufb_wfmt_name(in->fff_weights)));
     if (in->ff_kind == UFB_FF_FFF)
         json_object_set_new(o, "neurons_per_token_layer",
                             json_pack("{s:i, s:i}", "used", in->fff_trees * (in->fff_depth + 1),
@@ -346,6 +356,10 @@ int main(int argc, char **argv) {
     cli_opts o = {0};
     if (argc >= 3 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "ffn"))
         return ufb_bench_ffn_main(argc - 3, argv + 3);
+    if (argc >= 3 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "model"))
+        return ufb_bench_model_main(argc - 3, argv + 3);
+    if (argc >= 3 && !strcmp(argv[1], "bench") && !strcmp(argv[2], "triad"))
+        return ufb_bench_triad_main(argc - 3, argv + 3);
     if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
         usage(stdout);
         return 0;
@@ -357,7 +371,9 @@ int main(int argc, char **argv) {
     }
     char err[512];
     o.pool = o.threads > 1 ? ufb_pool_create(o.threads, NULL) : NULL;
-    ufb_model *m = ufb_model_load(o.model, NULL, err, sizeof err);
+    ufb_load_params lp = ufb_load_params_default();
+    lp.fff_weights = o.fff_weights;
+    ufb_model *m = ufb_model_load(o.model, &lp, err, sizeof err);
     int rc = 2;
     if (!m) {
         fprintf(stderr, "ufb: cannot load model '%s': %s\n", o.model, err);

@@ -85,6 +85,8 @@ static const cfg_opt opts[] = {
     STR(cors_origin, 0, "ORIGIN", "", "Access-Control-Allow-Origin: * or an origin; empty = none"),
     {"log_format", K_LOG, FIELD(log_format), 0, 0, 0, "FORMAT", "text", "log lines: text or json"},
     {"warmup", K_BOOL, FIELD(warmup), 0, 0, 0, "BOOL", "true", "run one batch before ready"},
+    STR(fff_weights, F_NONEMPTY, "FORMAT", "f32",
+        "FFF rows in memory: f32, bf16 or int8 (F32 rows kept for routing checks)"),
 };
 
 #define N_OPTS (sizeof opts / sizeof opts[0])
@@ -457,7 +459,11 @@ int cfg_load(cfg_settings *s, int argc, char **argv, char **envp, char *err, siz
     if (!path) path = env_config(envp);
     if (path && load_file(s, path, err, errlen)) return CFG_ERR;
     if (apply_env(s, envp, err, errlen)) return CFG_ERR;
-    return walk_flags(s, argc, argv, NULL, err, errlen);
+    rc = walk_flags(s, argc, argv, NULL, err, errlen);
+    if (rc == CFG_OK && strcmp(s->fff_weights, "f32") && strcmp(s->fff_weights, "bf16") &&
+        strcmp(s->fff_weights, "int8"))
+        return fail(err, errlen, "fff_weights: '%s' is not one of f32, bf16, int8", s->fff_weights);
+    return rc;
 }
 
 #define HELP_ROW "  %-26s %-26s %-23s %s%s\n"

@@ -59,6 +59,7 @@ typedef struct cfg_settings {
     char cors_origin[CFG_STR_LEN];                /* "" = no CORS headers; "*" or an origin */
     enum cfg_log_format log_format;               /* "text" (default) or "json" */
     int warmup;                                   /* run one batch before ready: 1 */
+    char fff_weights[8]; /* FFF rows in memory: "f32" (default), "bf16", "int8" */
 } cfg_settings;
 
 /* Fill s with the defaults above. */

@@ -169,6 +169,52 @@ static void test_bench_ffn_small(void **state) {
     free(r);
 }
 
+/* End to end on two small fixtures (FFF and dense): one result per model and grid point, with
+ * positive rates; usage and too-long sequences fail with their exit codes. */
+static void test_bench_model_small(void **state) {
+    (void)state;
+    run_result *r = malloc(sizeof *r);
+    run(r,
+        "bench model --model " FIXTURES "/crammed_d3_t1_f32 --model " FIXTURES "/crammed_dense "
+        "--seq 4,32 --batch 1,3 --threads 1,2 --runs 1 --min-time 0 --json",
+        NULL);
+    assert_int_equal(r->status, 0);
+    json_t *o = json_loads(r->out, 0, NULL);
+    assert_non_null(o);
+    json_t *res = json_object_get(o, "results");
+    assert_int_equal(json_array_size(res), 2 * 2 * 2 * 2);
+    size_t i;
+    json_t *pt;
+    json_array_foreach(res, i, pt) {
+        assert_true(json_number_value(json_object_get(pt, "seqs_per_s")) > 0);
+        assert_true(json_number_value(json_object_get(pt, "p50_ms")) > 0);
+    }
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 0), "engine")),
+                        "ufb_fff");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 1), "engine")),
+                        "ufb_dense");
+    json_decref(o);
+    run(r, "bench model --seq 4", NULL);
+    assert_int_equal(r->status, 2);
+    run(r, "bench model --model " FIXTURES "/crammed_dense --seq 33 --batch 1 --runs 1", NULL);
+    assert_int_equal(r->status, 3);
+    free(r);
+}
+
+static void test_bench_triad_small(void **state) {
+    (void)state;
+    run_result *r = malloc(sizeof *r);
+    run(r, "bench triad --mib 1 --runs 1 --threads 1,2 --json", NULL);
+    assert_int_equal(r->status, 0);
+    json_t *o = json_loads(r->out, 0, NULL);
+    assert_non_null(o);
+    json_t *res = json_object_get(o, "results");
+    assert_int_equal(json_array_size(res), 2 * 2);
+    assert_true(json_number_value(json_object_get(json_array_get(res, 0), "best_gbs")) > 0);
+    json_decref(o);
+    free(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inspect),
@@ -176,6 +222,8 @@ int main(void) {
         cmocka_unit_test(test_classify_args_and_stdin),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_bench_ffn_small),
+        cmocka_unit_test(test_bench_model_small),
+        cmocka_unit_test(test_bench_triad_small),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, NULL);
 }

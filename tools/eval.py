@@ -45,17 +45,24 @@ def read_dev(path):
     return [r[0] for r in rows], [int(r[1]) for r in rows]
 
 
-def ufb_classify(model, texts, threads=2, ufb=None):
+def ufb_classify(model, texts, threads=2, ufb=None, fff_weights="f32", leaves=False):
     ufb = ufb or os.path.join(ROOT, "build", "ufb")
-    out = subprocess.run([ufb, "classify", "--threads", str(threads), "--model", model],
+    extra = ["--fff-weights", fff_weights] + (["--leaves"] if leaves else [])
+    out = subprocess.run([ufb, "classify", "--threads", str(threads), "--model", model] + extra,
                          input="\n".join(texts) + "\n", capture_output=True, text=True,
                          check=True)
     return [json.loads(line) for line in out.stdout.splitlines()]
 
 
+def flatten(x):
+    return [v for e in x for v in flatten(e)] if isinstance(x, list) else [x]
+
+
 def evaluate(args):
     texts, labels = read_dev(args.data)
-    results = ufb_classify(args.model, texts, args.threads)
+    quant = args.fff_weights != "f32"
+    results = ufb_classify(args.model, texts, args.threads, fff_weights=args.fff_weights,
+                           leaves=quant)
     assert len(results) == len(texts), "one result per sentence"
     with open(os.path.join(args.model, "config.json")) as f:
         id2label = json.load(f).get("id2label", {})
@@ -70,6 +77,24 @@ def evaluate(args):
         "neurons_per_token_layer": sum(used) / len(used),
         "neurons_per_layer": total,
     }
+    if quant:  # the same model with F32 rows, through the same engine: what the format costs
+        f32 = ufb_classify(args.model, texts, args.threads, leaves=True)
+        la = [flatten(r["stats"]["leaves"]) for r in results]
+        lb = [flatten(r["stats"]["leaves"]) for r in f32]
+        report["fff_weights"] = args.fff_weights
+        report["agreement_with_f32"] = sum(
+            a["label"] == b["label"] for a, b in zip(results, f32)) / len(results)
+        report["max_abs_dlogit_vs_f32"] = max(
+            abs(x - y) for a, b in zip(results, f32) for x, y in zip(a["logits"], b["logits"]))
+        report["leaf_flips_vs_f32"] = sum(x != y for a, b in zip(la, lb) for x, y in zip(a, b))
+        report["leaves_compared"] = sum(len(a) for a in la)
+        # layer 0 sees identical inputs in both runs: the routing check must make it agree
+        # exactly; later layers inherit the (small) differences of the layers before them
+        report["leaf_flips_layer0"] = sum(
+            x != y for a, b in zip(results, f32)
+            for x, y in zip(flatten(a["stats"]["leaves"][0]), flatten(b["stats"]["leaves"][0])))
+        report["accuracy_f32"] = sum(
+            label_of[r["label"]] == y for r, y in zip(f32, labels)) / len(labels)
     if args.with_reference:
         torch_logits = reference_logits(args.model, texts)
         if args.torch_preds:
@@ -134,6 +159,8 @@ def main():
     ap.add_argument("--with-reference", action="store_true",
                     help="compare with tools/reference.py on every sentence")
     ap.add_argument("--write-golden", action="store_true")
+    ap.add_argument("--fff-weights", default="f32", choices=["f32", "bf16", "int8"],
+                    help="FFF rows in memory; bf16/int8 also report flips and agreement vs f32")
     args = ap.parse_args()
     if args.write_golden:
         write_golden(args)
