@@ -11,7 +11,11 @@
  *   dense_sgemv   per token: sgemv -> GELU -> sgemv (level 2)
  *   dense_l1      per token and neuron: sdot -> GELU -> saxpy (level 1, as in the paper)
  *   fff_l1        per token and visited node: sdot -> GELU -> saxpy (the paper's CPU method)
- *   cmm_scalar, cmm_avx2, cmm_avx512   our kernels (engine/cmm*.c)
+ *   cmm_scalar, cmm_avx2, cmm_avx512   our kernels (engine/cmm*.c), F32 rows
+ *   cmm_avx512_prefetch         the same, prefetching both children's rows and Wout
+ *   cmm_{bf16,int8}_{avx2,avx512}   BF16 / INT8 rows with the F32 routing check (cmm_quant.c)
+ *   cmm_int8_avx512_prefetch    INT8 with prefetching
+ * Every weight array is allocated as the engine does (ufb_alloc_weights: 2 MB pages).
  * Per-token variants (all but dense_sgemm) split tokens over a ufb_pool of T threads with
  * OpenBLAS on one thread. Dense GELU uses an exp-free erf approximation (A&S 7.1.28, error
  * < 3e-7) that the compiler vectorises, so the dense baselines are not slowed by erff calls.
@@ -29,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 extern void openblas_set_num_threads(int n);
@@ -49,7 +52,7 @@ enum variant {
     V_INT8_AVX2,
     V_BF16_AVX512,
     V_INT8_AVX512,
-    V_INT8_AVX512_NOPF,
+    V_INT8_AVX512_PF,
     N_V
 };
 
@@ -68,11 +71,11 @@ static const struct vinfo {
     [V_CMM_AVX2] = {"cmm_avx2", UFB_WFMT_F32, UFB_KERNEL_AVX2, 0},
     [V_CMM_AVX512] = {"cmm_avx512", UFB_WFMT_F32, UFB_KERNEL_AVX512, 0},
     [V_CMM_AVX512_PF] = {"cmm_avx512_prefetch", UFB_WFMT_F32, UFB_KERNEL_AVX512, 1},
-    [V_BF16_AVX2] = {"cmm_bf16_avx2", UFB_WFMT_BF16, UFB_KERNEL_AVX2, 1},
-    [V_INT8_AVX2] = {"cmm_int8_avx2", UFB_WFMT_INT8, UFB_KERNEL_AVX2, 1},
-    [V_BF16_AVX512] = {"cmm_bf16_avx512", UFB_WFMT_BF16, UFB_KERNEL_AVX512, 1},
-    [V_INT8_AVX512] = {"cmm_int8_avx512", UFB_WFMT_INT8, UFB_KERNEL_AVX512, 1},
-    [V_INT8_AVX512_NOPF] = {"cmm_int8_avx512_noprefetch", UFB_WFMT_INT8, UFB_KERNEL_AVX512, 0},
+    [V_BF16_AVX2] = {"cmm_bf16_avx2", UFB_WFMT_BF16, UFB_KERNEL_AVX2, 0},
+    [V_INT8_AVX2] = {"cmm_int8_avx2", UFB_WFMT_INT8, UFB_KERNEL_AVX2, 0},
+    [V_BF16_AVX512] = {"cmm_bf16_avx512", UFB_WFMT_BF16, UFB_KERNEL_AVX512, 0},
+    [V_INT8_AVX512] = {"cmm_int8_avx512", UFB_WFMT_INT8, UFB_KERNEL_AVX512, 0},
+    [V_INT8_AVX512_PF] = {"cmm_int8_avx512_prefetch", UFB_WFMT_INT8, UFB_KERNEL_AVX512, 1},
 };
 
 #define vnames(v) (vinfo[v].name)
@@ -87,7 +90,7 @@ typedef struct layer_w {
 } layer_w;
 
 typedef struct bench {
-    int H, D, T, L, n_mid, runs, json; /* n_mid: neurons per layer */
+    int H, D, T, L, n_mid, runs, json, group; /* n_mid: neurons per layer */
     int batches[16], n_batches, threads[8], n_threads;
     layer_w *layers;
     float *x, *y, *mid; /* (Bmax, H) inputs of the current run, (Bmax, H), (Bmax, I) */
@@ -106,19 +109,8 @@ static float frand(float scale) {
     return (float)((double)(rng >> 40) * (2.0 / (1 << 24)) - 1.0) * scale;
 }
 
-/* Large arrays on 2 MB pages when UFB_HUGE is set (experiment) */
-static void *big_alloc(size_t bytes) {
-    if (bytes >= (1u << 21) && getenv("UFB_HUGE")) {
-        size_t sz = (bytes + (1u << 21) - 1) & ~(size_t)((1u << 21) - 1);
-        void *p = aligned_alloc(1u << 21, sz);
-        if (p) madvise(p, sz, MADV_HUGEPAGE);
-        return p;
-    }
-    return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-}
-
 static float *rand_floats(size_t n, float scale) {
-    float *p = big_alloc(sizeof(float) * n);
+    float *p = ufb_alloc_weights(sizeof(float) * n);
     for (size_t i = 0; p && i < n; i++)
         p[i] = frand(scale);
     return p;
@@ -227,7 +219,7 @@ static void token_task(void *varg, int task, int thread) {
     case V_INT8_AVX2:
     case V_BF16_AVX512:
     case V_INT8_AVX512:
-    case V_INT8_AVX512_NOPF:
+    case V_INT8_AVX512_PF:
         a->cmm(&w->fq[vinfo[a->v].fmt][vinfo[a->v].prefetch], b->y + (size_t)t0 * b->H,
                b->leaves + (size_t)t0 * b->T, b->path_act + (size_t)t0 * P,
                b->path_node + (size_t)t0 * P, b->x + (size_t)t0 * b->H, b->H, n);
@@ -348,7 +340,7 @@ static int parse_list(const char *s, int *out, int cap) {
 }
 
 static int parse_args(bench *b, int argc, char **argv) {
-    *b = (bench){.H = 768, .D = 11, .T = 1, .L = 16, .runs = 5};
+    *b = (bench){.H = 768, .D = 11, .T = 1, .L = 16, .runs = 5, .group = 16};
     b->n_batches = parse_list("1,8,32,128,1024", b->batches, 16);
     b->n_threads = parse_list("1,2", b->threads, 8);
     for (int i = 0; i < argc; i++) {
@@ -367,6 +359,8 @@ static int parse_args(bench *b, int argc, char **argv) {
             b->L = atoi(v), i++;
         else if (!strcmp(a, "--runs"))
             b->runs = atoi(v), i++;
+        else if (!strcmp(a, "--group"))
+            b->group = atoi(v), i++;
         else if (!strcmp(a, "--batch"))
             b->n_batches = parse_list(v, b->batches, 16), i++;
         else if (!strcmp(a, "--threads"))
@@ -376,7 +370,7 @@ static int parse_args(bench *b, int argc, char **argv) {
     }
     bool ok = b->H >= 1 && b->H <= 8192 && b->D >= 0 && b->D <= 16 && b->T >= 1 && b->T <= 64 &&
               b->L >= 1 && b->L <= 64 && b->runs >= 1 && b->runs <= 63 && b->n_batches > 0 &&
-              b->n_threads > 0;
+              b->group >= 1 && b->group <= 16 && b->n_threads > 0;
     return ok ? 0 : -1;
 }
 
@@ -413,8 +407,9 @@ static int alloc_bench(bench *b) {
             if (f != UFB_WFMT_F32 &&
                 !(w->qbuf[f] = ufb_fff_quantize(&q, (enum ufb_wfmt)f, l ? NULL : b->qerr[f])))
                 return -1;
+            q.group = b->group;
             w->fq[f][0] = w->fq[f][1] = q;
-            w->fq[f][1].prefetch = getenv("UFB_PF") ? atoi(getenv("UFB_PF")) : UFB_PF_CHILDREN;
+            w->fq[f][1].prefetch = UFB_PF_CHILDREN | UFB_PF_WOUT;
         }
     }
     b->n_pool = (size_t)(bmax > 1024 ? 8 * bmax : 8192);
@@ -625,9 +620,10 @@ int ufb_bench_ffn_main(int argc, char **argv) {
     bench b;
     static table t;
     if (parse_args(&b, argc, argv)) {
-        fprintf(stderr, "usage: ufb bench ffn [--hidden 768] [--depth 11] [--trees 1] "
-                        "[--layers 16] [--batch 1,8,32,128,1024] [--threads 1,2] [--runs 5] "
-                        "[--json]\n");
+        fprintf(stderr,
+                "usage: ufb bench ffn [--hidden 768] [--depth 11] [--trees 1] "
+                "[--layers 16] [--batch 1,8,32,128,1024] [--threads 1,2] [--runs 5] [--group 16] "
+                "[--json]\n");
         return 2;
     }
     if (alloc_bench(&b)) {

@@ -45,6 +45,15 @@ int ufb_wfmt_parse(const char *s, enum ufb_wfmt *f) {
     return -1;
 }
 
+void *ufb_alloc_weights(size_t n_bytes) {
+    const size_t huge = (size_t)1 << 21;
+    if (n_bytes < huge) return aligned_alloc(64, (n_bytes + 63) & ~(size_t)63);
+    const size_t sz = (n_bytes + huge - 1) & ~(huge - 1);
+    void *p = aligned_alloc(huge, sz);
+    if (p) (void)madvise(p, sz, MADV_HUGEPAGE); /* advice only: fine where THP is off */
+    return p;
+}
+
 static uint16_t f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -72,13 +81,8 @@ void *ufb_fff_quantize(ufb_fff *w, enum ufb_wfmt fmt, double qerr_rms[2]) {
     const int H = w->hidden, qhp = (H + 63) & ~63, rows = w->n_trees * w->n_nodes;
     const size_t node_bytes = (size_t)rows * 2 * (size_t)qhp * elem_size(fmt);
     const size_t total = (node_bytes + sizeof(float) * 3 * (size_t)rows + 63) & ~(size_t)63;
-    char *buf;
-    if (total >= (1u << 21)) { /* 2 MB pages where the kernel allows: rows are read at random */
-        const size_t sz = (total + (1u << 21) - 1) & ~(size_t)((1u << 21) - 1);
-        if (!(buf = aligned_alloc(1u << 21, sz))) return NULL;
-        madvise(buf, sz, MADV_HUGEPAGE);
-    } else if (!(buf = aligned_alloc(64, total)))
-        return NULL;
+    char *buf = ufb_alloc_weights(total);
+    if (!buf) return NULL;
     memset(buf, 0, total);
     float *scale = (float *)(void *)(buf + node_bytes), *margin = scale + 2 * (size_t)rows;
     double err_sum[2] = {0, 0}, w_sum[2] = {0, 0};

@@ -3,8 +3,8 @@
  * Included only by cmm_avx2.c and cmm_avx512.c, which first define the vector macros
  * (VEC, VW, VZERO, VLOADU, VLOAD, VFMA, VSET1, VREDUCE, VLOADU_TAIL, VSTOREU, VSTOREU_TAIL)
  * and CMM_FN, so both variants share one algorithm:
- *   1. traversal: for a group of CMM_GROUP tokens at once, the D+1 dependent dot products of
- *      each tree (several independent chains in flight hide the latency of fetching rows);
+ *   1. traversal: for a group of w->group tokens (default 16) at once, the D+1 dependent dot
+ * products of each tree (several independent chains in flight hide the latency of fetching rows);
  *      the pre-activation a and the node of every visit go to path_act / path_node;
  *   2. GELU over all recorded activations;
  *   3. one fused pass per token summing its visited nodes' Wout rows, chunk by chunk in
@@ -17,7 +17,7 @@
 
 #include <math.h>
 
-#define CMM_GROUP 4
+#define CMM_GROUP 16 /* most tokens interleaved; w->group picks (default 16) */
 
 static void traverse_group(const ufb_fff *w, int tree, const float *restrict x, int ldx, int gn,
                            float *restrict act, int32_t *restrict node, int path_len,
@@ -84,8 +84,9 @@ int64_t CMM_FN(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
                float *restrict path_act, int32_t *restrict path_node, const float *restrict x,
                int ldx, int n_tok) {
     const int T = w->n_trees, V = w->depth + 1, P = T * V; /* P: nodes visited per token */
-    for (int t0 = 0; t0 < n_tok; t0 += CMM_GROUP) {
-        const int gn = n_tok - t0 < CMM_GROUP ? n_tok - t0 : CMM_GROUP;
+    const int group = w->group > 0 && w->group <= CMM_GROUP ? w->group : 16;
+    for (int t0 = 0; t0 < n_tok; t0 += group) {
+        const int gn = n_tok - t0 < group ? n_tok - t0 : group;
         for (int t = 0; t < T; t++)
             traverse_group(w, t, x + (size_t)t0 * ldx, ldx, gn, path_act + (size_t)t0 * P + t * V,
                            path_node + (size_t)t0 * P + t * V, P, leaves + (size_t)t0 * T + t);

@@ -20,7 +20,7 @@
 
 #include <math.h>
 
-#define CMMQ_GROUP      4
+#define CMMQ_GROUP      16 /* most tokens interleaved; w->group picks (default 16) */
 #define CMMQ_CAT2(a, b) a##b
 #define CMMQ_CAT(a, b)  CMMQ_CAT2(a, b)
 #define CMMQ_NAME(name) CMMQ_CAT(name, CMMQ_SUFFIX)
@@ -119,8 +119,9 @@ int64_t CMMQ_FN(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
                 int ldx, int n_tok) {
     const int T = w->n_trees, V = w->depth + 1, P = T * V, H = w->hidden;
     int64_t n_recomputed = 0;
-    for (int t0 = 0; t0 < n_tok; t0 += CMMQ_GROUP) {
-        const int gn = n_tok - t0 < CMMQ_GROUP ? n_tok - t0 : CMMQ_GROUP;
+    const int group = w->group > 0 && w->group <= CMMQ_GROUP ? w->group : 16;
+    for (int t0 = 0; t0 < n_tok; t0 += group) {
+        const int gn = n_tok - t0 < group ? n_tok - t0 : group;
         float xnorm[CMMQ_GROUP];
         for (int g = 0; g < gn; g++) {
             const float *xr = x + (size_t)(t0 + g) * ldx;
@@ -138,7 +139,7 @@ int64_t CMMQ_FN(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
         path_act[i] = ufb_gelu(path_act[i]) * w->qscale[2 * path_node[i] + 1];
     for (int tok = 0; tok < n_tok; tok++)
         CMMQ_NAME(sum_rows_q)
-        (w, y + (size_t)tok * H, path_act + (size_t)tok * P, path_node + (size_t)tok * P, P);
+    (w, y + (size_t)tok * H, path_act + (size_t)tok * P, path_node + (size_t)tok * P, P);
     return n_recomputed;
 }
 

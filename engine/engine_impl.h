@@ -80,6 +80,7 @@ typedef struct ufb_fff {
     int n_trees;        /* T */
     int n_nodes;        /* 2^(D+1) - 1 per tree */
     int prefetch;       /* UFB_PF_* bits: software prefetching in the CMM kernels */
+    int group;          /* tokens walked in lockstep by the SIMD kernels, 1..16; 0 = 16 */
     /* Reduced-precision copy (ufb_fff_quantize), read by the ufb_cmmq_* kernels; nodes stays
        for the routing check: a dot whose quantized value is within the row's margin of 0 is
        recomputed from the F32 row, so routing matches the F32 kernel. */
@@ -89,6 +90,11 @@ typedef struct ufb_fff {
     const float *qscale;  /* (rows, 2): scale of the Win row and of the Wout row (1 for BF16) */
     const float *qmargin; /* (rows): |a_q| <= ||x||_2 * qmargin[r] -> recompute in F32 */
 } ufb_fff;
+
+/* Memory for weights: 64-byte aligned; from 2 MB on, 2 MB aligned and advised for transparent
+ * huge pages (FFF rows are read at random: with 4 KB pages nearly every row fetch also missed
+ * the TLB; measured 18-20% faster F32 CMM). Free with free(). */
+void *ufb_alloc_weights(size_t n_bytes);
 
 /* Quantize w->nodes into one allocation (returned; the caller frees it with free()) and set
  * w->qfmt, qnodes, qscale, qmargin. qerr_rms (may be NULL) receives the RMS element error of

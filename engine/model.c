@@ -83,7 +83,7 @@ static void *model_alloc(loader *ld, size_t n_bytes) {
         m->owned = p;
         m->cap_owned = cap;
     }
-    void *p = aligned_alloc(64, (n_bytes + 63) & ~(size_t)63);
+    void *p = ufb_alloc_weights(n_bytes);
     if (!p) goto oom;
     memset(p, 0, n_bytes);
     m->owned[m->n_owned++] = p;
