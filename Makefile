@@ -35,7 +35,8 @@ LIBS_ALL   := $(BUILD)/libsrv.a $(BUILD)/libcfg.a $(BUILD)/libufb.a
 $(BUILD)/engine/%_avx2.o:   KFLAGS = -mavx2 -mfma -mf16c
 $(BUILD)/engine/%_avx512.o: KFLAGS = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c
 
-.PHONY: all help deps test check asan ubsan tsan fuzz run clean format format-check lint fixtures bench
+.PHONY: all help deps test check asan ubsan tsan fuzz soak run clean format format-check lint \
+        fixtures bench
 
 ## all: release build of the engine, the ufb CLI and the ufbd server
 all: $(BUILD)/ufb $(BUILD)/ufbd
@@ -64,6 +65,17 @@ $(BUILD)/libcfg.a: $(CFG_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/ufbd: $(BUILD)/server/srv_main.o $(BUILD)/libsrv.a $(BUILD)/libcfg.a $(BUILD)/libufb.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
+
+# A test build of the server with the fault-injection hook of srv_batch.c (tests/test_faults.c);
+# the production ufbd has no hook.
+$(BUILD)/server/srv_batch_fault.o: server/srv_batch.c $(wildcard engine/*.h config/*.h server/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DUFBD_FAULT_INJECTION -MMD -c $< -o $@
+
+$(BUILD)/ufbd-fault: $(BUILD)/server/srv_main.o $(BUILD)/server/srv_batch_fault.o \
+                     $(filter-out $(BUILD)/server/srv_batch.o,$(SRV_OBJ)) $(BUILD)/libcfg.a \
+                     $(BUILD)/libufb.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
 
 $(BUILD)/libufb.a: $(ENGINE_OBJ)
@@ -101,7 +113,7 @@ fuzz:
 
 ## deps: install the Debian packages the build, tests and server need (no-op when present)
 DEB_PKGS := build-essential pkg-config libmicrohttpd-dev libjansson-dev libopenblas-dev \
-            libcmocka-dev curl python3 xxd chromium clang libclang-rt-14-dev
+            libcmocka-dev curl python3 xxd chromium clang libclang-rt-14-dev wrk
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -112,7 +124,7 @@ deps:
 	else echo "deps: all present"; fi
 
 ## test: unit + integration tests (cmocka), release build
-test: $(BUILD)/ufb $(BUILD)/ufbd $(TEST_BIN) $(FUZZ_REPLAY)
+test: $(BUILD)/ufb $(BUILD)/ufbd $(BUILD)/ufbd-fault $(TEST_BIN) $(FUZZ_REPLAY)
 	@BUILD=$(BUILD) tests/run_tests.sh $(TEST_BIN) \
 	    $(foreach t,$(FUZZ_TARGETS),"$(BUILD)/fuzz/replay_$(t) tests/fuzz/corpus/$(t)") \
 	    "$(PYTHON) tools/check_openapi.py server/openapi.json" \
@@ -137,11 +149,17 @@ tsan:
 	$(MAKE) BUILD=build-tsan OPT=-O1 \
 	    EXTRA_CFLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
 	    LDLIBS="-fsanitize=thread -lopenblas -ljansson -lm -lpthread" \
-	    build-tsan/ufbd build-tsan/tests/test_server build-tsan/tests/test_model \
-	    build-tsan/tests/test_bad_input build-tsan/tests/test_kernels
+	    build-tsan/ufbd build-tsan/ufbd-fault build-tsan/tests/test_server \
+	    build-tsan/tests/test_model build-tsan/tests/test_bad_input build-tsan/tests/test_kernels \
+	    build-tsan/tests/test_faults
 	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	    BUILD=build-tsan tests/run_tests.sh build-tsan/tests/test_kernels build-tsan/tests/test_model \
-	    build-tsan/tests/test_server build-tsan/tests/test_bad_input
+	    build-tsan/tests/test_server build-tsan/tests/test_bad_input build-tsan/tests/test_faults
+
+## soak: SOAK_SECONDS (default 600) of wrk at saturation plus bursts beyond the queue (tests/soak/)
+SOAK_SECONDS ?= 600
+soak: $(BUILD)/ufbd
+	tests/soak/soak.sh --build $(BUILD) --duration $(SOAK_SECONDS)
 
 ## run: install what is missing, build, and serve the default model on port 8080
 MODEL ?= models/sst2-minilm-fff
@@ -151,10 +169,33 @@ run: deps all
 	    model=tests/fixtures/bert_text; fi; \
 	exec $(BUILD)/ufbd --model $$model --port 8080
 
-## bench: FF layer, dense (sgemm, sgemv, level 1) vs FFF (level 1, CMM kernels), 16 layers
+## bench: memory bandwidth, FF layer (dense vs FFF), end to end (FFF/dense engine, ONNX Runtime,
+##        PyTorch): JSON, summary.md and PNGs in BENCH_OUT (default bench/results)
+# Random-weight UltraFastBERT-1x11 / crammedBERT folders (~1.2 GB) live outside the repository.
+# OpenBLAS runs with its own best kernels here (perf-notes.md: the environment's
+# OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE would hold the dense baselines to AVX2); the core used is
+# printed in every JSON.
+BENCH_MODELS  ?= /work/scratch/ufbd-bench
+BENCH_OUT     ?= bench/results
+BENCH_THREADS ?= $(shell nproc)
+BENCH_ENV     ?= env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
 bench: $(BUILD)/ufb
-	$(BUILD)/ufb bench ffn --hidden 768 --depth 11 --trees 1 --layers 16 \
-	    --batch 1,8,32,128,1024 --threads 1,2
+	@mkdir -p $(BENCH_OUT)
+	$(PYTHON) -m pip install -q -r bench/requirements.txt || \
+	    echo "bench: pip install failed; peers or plots may be skipped"
+	$(BENCH_ENV) $(BUILD)/ufb bench triad --json > $(BENCH_OUT)/triad.json
+	$(BENCH_ENV) $(BUILD)/ufb bench ffn --hidden 768 --depth 11 --trees 1 --layers 16 \
+	    --batch 1,8,32,128,1024 --threads 1,2 --json > $(BENCH_OUT)/ffn.json
+	$(PYTHON) bench/make_bench_models.py --out $(BENCH_MODELS)
+	$(BENCH_ENV) $(BUILD)/ufb bench model --model $(BENCH_MODELS)/fff-1x11 \
+	    --model $(BENCH_MODELS)/dense-3072 --threads $(BENCH_THREADS) --json > $(BENCH_OUT)/model.json
+	@if $(PYTHON) -c 'import onnx, onnxruntime' 2>/dev/null; then \
+	    echo "$(PYTHON) bench/e2e_peers.py --model $(BENCH_MODELS)/dense-3072 ..."; \
+	    $(BENCH_ENV) $(PYTHON) bench/e2e_peers.py --model $(BENCH_MODELS)/dense-3072 \
+	        --threads $(BENCH_THREADS) --json > $(BENCH_OUT)/peers.json || exit 1; \
+	else echo "bench: onnxruntime not installed, skipping the ONNX Runtime / PyTorch peers"; \
+	    rm -f $(BENCH_OUT)/peers.json; fi
+	$(PYTHON) bench/plot.py --out $(BENCH_OUT) $(BENCH_OUT)/*.json
 
 ## fixtures: regenerate tests/fixtures with the PyTorch reference (needs tools/requirements.txt)
 fixtures:
@@ -181,4 +222,5 @@ lint:
 clean:
 	rm -rf build build-asan build-ubsan build-tsan build-fuzz
 
--include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CFG_OBJ:.o=.d) $(SRV_OBJ:.o=.d)
+-include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(CFG_OBJ:.o=.d) $(SRV_OBJ:.o=.d) \
+         $(BUILD)/server/srv_batch_fault.d

@@ -11,6 +11,11 @@
  *
  * Locks: `mu` guards every field marked (mu); `n_pending` of a job is atomic because workers
  * finish items of one job concurrently.
+ *
+ * A failed forward pass fails only its batch: each of its inputs gets a 500, the worker goes
+ * on. Test builds (-DUFBD_FAULT_INJECTION, build/ufbd-fault) can force that failure:
+ * UFB_FAULT_FAIL_EVERY=N fails every Nth batch (counted from 1, the warm-up included) as if
+ * ufb_forward had run out of memory. Production builds contain no hook.
  */
 #include "srv_impl.h"
 
@@ -51,7 +56,23 @@ struct srv_batcher {
     bool stopping;          /* (mu) */
     int n_workers;
     worker *workers;
+#ifdef UFBD_FAULT_INJECTION
+    int fault_every;          /* UFB_FAULT_FAIL_EVERY; 0 = off */
+    atomic_int fault_batches; /* batches started */
+#endif
 };
+
+#ifdef UFBD_FAULT_INJECTION
+static bool fault_injected(srv_batcher *b) {
+    int k = atomic_fetch_add_explicit(&b->fault_batches, 1, memory_order_relaxed) + 1;
+    return b->fault_every > 0 && k % b->fault_every == 0;
+}
+#else
+static bool fault_injected(srv_batcher *b) {
+    (void)b;
+    return false;
+}
+#endif
 
 /* Finish one item of a job; the call that finishes the last item runs the callback. */
 static void finish_item(srv_job *job) {
@@ -130,7 +151,8 @@ static void run_batch(srv_batcher *b, worker *w, const qent *taken, int n) {
         it->queue_ms = (t0 - taken[i].job->t_enqueue) * 1e3;
         tokens += it->enc.n;
     }
-    int rc = ufb_forward(w->ctx, w->logits, w->stats, w->seqs, n);
+    int rc =
+        fault_injected(b) ? UFB_ERR_NOMEM : ufb_forward(w->ctx, w->logits, w->stats, w->seqs, n);
     double t1 = srv_now();
     for (int i = 0; i < n; i++) {
         srv_item *it = w->items[i];
@@ -219,6 +241,10 @@ srv_batcher *srv_batcher_create(const ufb_model *m, const cfg_settings *cfg, int
                        .q_cap = cfg->queue_size,
                        .obs = obs,
                        .obs_arg = obs_arg};
+#ifdef UFBD_FAULT_INJECTION
+    const char *every = getenv("UFB_FAULT_FAIL_EVERY");
+    b->fault_every = every ? atoi(every) : 0;
+#endif
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv_work, NULL);
     pthread_cond_init(&b->cv_idle, NULL);

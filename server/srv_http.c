@@ -6,19 +6,23 @@
  *   upload calls append to our own bounded buffer;
  *   final call   GET routes answer at once; POST routes parse, validate and tokenize
  *                (srv_api.c), queue the inputs for the engine workers and suspend;
- *   resumed      a worker finished the job and resumed the connection: format and answer.
+ *   resumed      a worker finished the job and resumed the connection: format and answer,
+ *                unless the client closed its connection meanwhile (counted, logged as 499,
+ *                as nginx does, and the connection closed).
  * No HTTP thread ever waits on inference. A request's `mu` orders suspend (HTTP thread)
  * against resume (worker), which may otherwise run first. Responses are always queued from
  * MHD's threads, never from a worker. The request context is freed in NOTIFY_COMPLETED.
  */
 #include "srv_http_impl.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 
 enum req_state { REQ_READING, REQ_QUEUED, REQ_SUSPENDED, REQ_DONE };
@@ -297,6 +301,31 @@ static void on_job_done(srv_job *job) {
     if (suspended) MHD_resume_connection(conn);
 }
 
+/* Has the client closed its connection (EOF or a reset) while its request was computed? A
+ * suspended connection is not polled, so MHD cannot know; peek at the socket (plain TCP, no
+ * TLS). Nothing is consumed: pipelined requests stay for MHD. */
+static bool client_gone(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    char byte;
+    ssize_t n = recv(ci->connect_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* The client is gone: no body is formatted; 499 (nginx's "client closed request") is for the
+ * log and the metrics. An empty answer that closes the connection, rather than MHD_NO, which
+ * MHD would log as an internal error. */
+static enum MHD_Result reply_gone(srv_req *r) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    MHD_add_response_header(resp, "Connection", "close");
+    r->status = 499;
+    enum MHD_Result ret = MHD_queue_response(r->conn, 499, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result answer_job(srv_req *r) {
     srv_server *s = r->s;
     int status = 500;
@@ -392,7 +421,8 @@ enum MHD_Result srv_on_request(void *cls, struct MHD_Connection *c, const char *
         *upload_size = 0;
         return MHD_YES;
     }
-    if (r->state == REQ_DONE) return answer_job(r);
+    if (r->state == REQ_DONE) /* resumed by the worker that finished the job */
+        return client_gone(c) ? reply_gone(r) : answer_job(r);
     if (!strcmp(r->method, "OPTIONS")) return preflight(r);
     if (*upload_size) {
         append_body(r, upload, *upload_size);
@@ -427,6 +457,12 @@ void srv_on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     srv_req *r = *req_cls;
     if (!r) return;
     double total = srv_now() - r->t0;
+    /* A computed answer nobody received: the client closed its connection while its request
+     * was queued or computed, seen at the resume (reply_gone) or by MHD itself (no status). */
+    if (r->state == REQ_DONE && (r->status == 0 || r->status == 499)) {
+        r->status = 499;
+        srv_metrics_disconnect(metrics_of(r->s));
+    }
     srv_metrics_request(metrics_of(r->s), r->route, r->status, total);
     if (r->route != SRV_ROUTE_HEALTH && r->route != SRV_ROUTE_METRICS) log_request(r, total * 1e3);
     atomic_fetch_sub(&r->s->in_flight, 1);

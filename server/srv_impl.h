@@ -159,6 +159,10 @@ void srv_metrics_enable(srv_metrics *mt);
 /* Inputs accepted into the queue. Thread-safe; mt may be NULL. */
 void srv_metrics_accepted(srv_metrics *mt, int n_inputs);
 
+/* A client closed its connection before its computed answer was sent. Thread-safe; mt may
+ * be NULL. */
+void srv_metrics_disconnect(srv_metrics *mt);
+
 /* Record an error by type. Thread-safe; mt may be NULL. */
 void srv_metrics_error(srv_metrics *mt, const char *type);
 

@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const int statuses[] = {200, 400, 401, 404, 405, 413, 415, 422, 429, 500, 503, 504};
+/* 499: the client closed its connection before its answer (nginx's code; never sent) */
+static const int statuses[] = {200, 400, 401, 404, 405, 413, 415, 422, 429, 499, 500, 503, 504};
 #define N_STATUS ((int)(sizeof statuses / sizeof statuses[0]))
 
 static const char *const error_types[] = {
@@ -38,7 +39,7 @@ struct srv_metrics {
     const ufb_model *m;
     atomic_ullong requests[SRV_N_ROUTES][N_STATUS];
     atomic_ullong errors[N_ERR_TYPES];
-    atomic_ullong inputs, tokens, batches, accepted;
+    atomic_ullong inputs, tokens, batches, accepted, disconnects;
     atomic_bool enabled; /* off during warm-up, which is not traffic */
     atomic_ullong neurons_used, neurons_total, flops, flops_dense;
     hist h[N_HIST];
@@ -123,6 +124,10 @@ void srv_metrics_accepted(srv_metrics *mt, int n_inputs) {
     if (mt)
         atomic_fetch_add_explicit(&mt->accepted, (unsigned long long)n_inputs,
                                   memory_order_relaxed);
+}
+
+void srv_metrics_disconnect(srv_metrics *mt) {
+    if (mt) atomic_fetch_add_explicit(&mt->disconnects, 1, memory_order_relaxed);
 }
 
 void srv_metrics_error(srv_metrics *mt, const char *type) {
@@ -263,6 +268,9 @@ char *srv_metrics_render(srv_metrics *mt, int queued, int busy, int workers, int
     counter(&b, "ufbd_inputs_total", "Inputs computed", get(&mt->inputs));
     counter(&b, "ufbd_tokens_total", "Tokens computed", get(&mt->tokens));
     counter(&b, "ufbd_batches_total", "Batches computed", get(&mt->batches));
+    counter(&b, "ufbd_client_disconnects_total",
+            "Requests whose client closed the connection before its computed answer was sent",
+            get(&mt->disconnects));
     for (int i = 0; i < N_HIST; i++)
         render_hist(&b, &mt->h[i]);
     gauge(&b, "ufbd_queue_depth", "Inputs waiting for a worker", queued);

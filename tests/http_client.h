@@ -148,14 +148,16 @@ static inline int log_has(const ufbd_proc *p, const char *what, int *port) {
     return found;
 }
 
-/* Start BUILD/ufbd with extra args on a free port; wait for readiness. @return 0 or -1. */
-static inline int ufbd_start(ufbd_proc *p, const char *model, const char *args) {
+/* Start BUILD/<bin> (ufbd, ufbd-fault) with extra args on `port` (0: a free one); wait for
+ * readiness. @return 0 or -1. */
+static inline int ufbd_start_bin(ufbd_proc *p, const char *bin, int port, const char *model,
+                                 const char *args) {
     static int seq;
     const char *b = getenv("BUILD");
     char cmd[4096];
     snprintf(p->log_path, sizeof p->log_path, "/tmp/ufbd_test_%d_%d.log", (int)getpid(), seq++);
-    snprintf(cmd, sizeof cmd, "exec %s/ufbd --host 127.0.0.1 --port 0 --model %s %s 2>%s",
-             b && *b ? b : "build", model, args ? args : "", p->log_path);
+    snprintf(cmd, sizeof cmd, "exec %s/%s --host 127.0.0.1 --port %d --model %s %s 2>%s",
+             b && *b ? b : "build", bin, port, model, args ? args : "", p->log_path);
     unlink(p->log_path);
     p->pid = fork();
     if (p->pid == 0) {
@@ -170,6 +172,11 @@ static inline int ufbd_start(ufbd_proc *p, const char *model, const char *args) 
         usleep(20000);
     }
     return -1;
+}
+
+/* Start BUILD/ufbd with extra args on a free port; wait for readiness. @return 0 or -1. */
+static inline int ufbd_start(ufbd_proc *p, const char *model, const char *args) {
+    return ufbd_start_bin(p, "ufbd", 0, model, args);
 }
 
 /* Send sig (SIGTERM), wait; @return the exit status, or -1. */
