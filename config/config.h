@@ -41,7 +41,8 @@ typedef struct cfg_settings {
     char host[CFG_STR_LEN];   /* "127.0.0.1"; "0.0.0.0" or "::" to listen on all */
     int port;                 /* 8080; 0 = any free port (printed at start) */
     char model[CFG_PATH_LEN]; /* "models/sst2-minilm-fff" */
-    int threads;              /* engine workers; 0 = auto (CPU affinity ∩ cgroup quota) */
+    int threads;              /* engine threads; 0 = auto (CPU affinity ∩ cgroup quota) */
+    int worker_threads;       /* engine threads per worker (one batch split over them): 1 */
     int http_threads;         /* libmicrohttpd thread pool size; 0 = auto (2) */
     int max_batch_tokens;     /* token budget of one batch: 8192 */
     int max_batch_requests;   /* sequences in one batch: 64 */

@@ -1,7 +1,9 @@
 /* srv_batch.c — the batcher: one bounded FIFO of inputs shared by the engine workers.
  *
  * DESIGN: HTTP threads push the inputs of a request (srv_batcher_submit) and never wait on
- * inference. Each worker (one per usable CPU, pinned, each with its own ufb_ctx) takes the
+ * inference. Each worker (by default one per usable CPU, pinned, each with its own ufb_ctx; with
+ * worker_threads > 1 a worker owns a ufb_pool of that many pinned threads that splits each of
+ * its batches, for latency) takes the
  * oldest inputs while they fit a token budget and a request cap, optionally waits up to
  * max_wait_us for more, runs one ufb_forward() over the whole batch, stores each input's
  * results in its item and, when a job's last item is done, calls the job's done callback
@@ -34,6 +36,7 @@ typedef struct worker {
     srv_batcher *b;
     pthread_t thread;
     int cpu;              /* -1: not pinned */
+    ufb_pool *pool;       /* worker_threads > 1: splits each batch (the worker thread works too) */
     ufb_ctx *ctx;         /* scratch for one batch */
     ufb_seq *seqs;        /* (max_batch_requests) */
     ufb_seq_stats *stats; /* (max_batch_requests) */
@@ -205,13 +208,24 @@ static void *worker_main(void *arg) {
 
 /* ---- Lifecycle ---- */
 
-static int worker_init(worker *w, srv_batcher *b, int cpu) {
+/* cpus: n_threads CPUs for this worker (its own thread takes the first), or NULL: unpinned */
+static int worker_init(worker *w, srv_batcher *b, const int *cpus, int n_threads) {
     const ufb_model_info *in = ufb_model_info_get(b->m);
     const size_t R = (size_t)b->max_requests;
     ufb_ctx_params cp = ufb_ctx_params_default();
     cp.max_tokens = b->max_tokens > in->max_positions ? b->max_tokens : in->max_positions;
     w->b = b;
-    w->cpu = cpu;
+    w->cpu = cpus ? cpus[0] : -1;
+    if (n_threads > 1) {
+        /* ufb_pool_create pins the calling thread to cpus[0]: that is this worker's CPU, not
+           the main thread's, so keep and restore the caller's mask */
+        cpu_set_t keep;
+        int have = pthread_getaffinity_np(pthread_self(), sizeof keep, &keep) == 0;
+        w->pool = ufb_pool_create(n_threads, cpus);
+        if (have) pthread_setaffinity_np(pthread_self(), sizeof keep, &keep);
+        if (!w->pool) return -1;
+        cp.pool = w->pool;
+    }
     w->ctx = ufb_ctx_create(b->m, &cp);
     w->seqs = calloc(R, sizeof *w->seqs);
     w->stats = calloc(R, sizeof *w->stats);
@@ -223,6 +237,7 @@ static int worker_init(worker *w, srv_batcher *b, int cpu) {
 
 static void worker_free(worker *w) {
     ufb_ctx_free(w->ctx);
+    ufb_pool_free(w->pool);
     free(w->seqs);
     free(w->stats);
     free(w->logits);
@@ -252,7 +267,9 @@ srv_batcher *srv_batcher_create(const ufb_model *m, const cfg_settings *cfg, int
     b->workers = calloc((size_t)n_workers, sizeof *b->workers);
     if (!b->q || !b->workers) goto fail;
     for (int i = 0; i < n_workers; i++)
-        if (worker_init(&b->workers[i], b, cpus ? cpus[i] : -1)) goto fail;
+        if (worker_init(&b->workers[i], b, cpus ? cpus + (size_t)i * cfg->worker_threads : NULL,
+                        cfg->worker_threads))
+            goto fail;
     for (; b->n_workers < n_workers; b->n_workers++)
         if (pthread_create(&b->workers[b->n_workers].thread, NULL, worker_main,
                            &b->workers[b->n_workers]))

@@ -103,8 +103,10 @@ typedef struct srv_batch_stats { /* one computed batch, for metrics */
 typedef void (*srv_batch_observer)(const srv_batch_stats *st, const srv_item *const *items, int n,
                                    void *arg);
 
-/* Start n_workers engine workers (pinned to the CPUs in `cpus` when non-NULL), each with its
- * own ufb_ctx for max_batch_tokens tokens. `m` is borrowed and must outlive the batcher.
+/* Start n_workers engine workers, each with its own ufb_ctx for max_batch_tokens tokens and,
+ * when cfg->worker_threads > 1, its own ufb_pool of that many threads. cpus: NULL (unpinned)
+ * or n_workers * worker_threads CPU ids, worker i taking the i-th run of worker_threads. `m` is
+ * borrowed and must outlive the batcher.
  * @return caller owns; free with srv_batcher_free(); NULL on failure. */
 srv_batcher *srv_batcher_create(const ufb_model *m, const cfg_settings *cfg, int n_workers,
                                 const int *cpus, srv_batch_observer obs, void *obs_arg);

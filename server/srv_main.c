@@ -59,6 +59,7 @@ static char *make_info(const srv_server *s, int workers) {
         "version", UFBD_VERSION, "build", "simd", ufb_kernel_name(ufb_kernel_best()), "blas", blas,
         "compiler", UFB_COMPILER, "workers", workers);
     if (o) json_object_set_new(o, "fff_weights", json_string(ufb_wfmt_name(in->fff_weights)));
+    if (o) json_object_set_new(o, "worker_threads", json_integer(s->cfg.worker_threads));
     char *str = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return str;
@@ -180,8 +181,9 @@ static int load(srv_server *s) {
         return -1;
     }
     int cpus[MAX_CPUS], n = srv_cpu_count(cpus, MAX_CPUS);
-    int workers = s->cfg.threads > 0 ? s->cfg.threads : n;
-    int *pin = s->cfg.threads > 0 && s->cfg.threads != n ? NULL : cpus;
+    const int total = s->cfg.threads > 0 ? s->cfg.threads : n, wt = s->cfg.worker_threads;
+    const int workers = total / wt > 0 ? total / wt : 1;
+    int *pin = workers * wt == n ? cpus : NULL; /* pinned when the threads fill the CPUs */
     s->limits.max_inputs = s->cfg.max_inputs;
     s->limits.max_input_tokens =
         s->cfg.max_input_tokens > 0 && s->cfg.max_input_tokens < in->max_positions

@@ -113,6 +113,29 @@ static void test_classify_matches_engine(void **state) {
     }
 }
 
+/* worker_threads = 2: one worker whose pool splits each batch over two threads; the answers
+ * are the engine's single-threaded ones bit for bit, alone and in concurrent batches. */
+static void test_concurrent_batches_identical(void **state);
+
+static void test_worker_threads(void **state) {
+    ufbd_proc main_srv = srv, pooled;
+    assert_int_equal(
+        ufbd_start(&pooled, MODEL, "--threads 2 --worker-threads 2 --max-wait-us 20000"), 0);
+    http_resp r;
+    assert_int_equal(http_get(pooled.port, "/info", &r), 0);
+    json_t *info = json_loads(r.body, 0, NULL);
+    http_resp_free(&r);
+    assert_non_null(info);
+    assert_int_equal(json_integer_value(json_object_get(info, "workers")), 1);
+    assert_int_equal(json_integer_value(json_object_get(info, "worker_threads")), 2);
+    json_decref(info);
+    srv = pooled;
+    test_classify_matches_engine(state);
+    test_concurrent_batches_identical(state);
+    srv = main_srv;
+    assert_int_equal(ufbd_stop(&pooled, SIGTERM), 0);
+}
+
 /* ---- 32 clients at once ---- */
 
 typedef struct client_arg {
@@ -518,6 +541,7 @@ int main(void) {
         cmocka_unit_test(test_get_endpoints),
         cmocka_unit_test(test_classify_matches_engine),
         cmocka_unit_test(test_concurrent_batches_identical),
+        cmocka_unit_test(test_worker_threads),
         cmocka_unit_test(test_request_id_and_timing_headers),
         cmocka_unit_test(test_batch_request_and_item_errors),
         cmocka_unit_test(test_stress_many_requests),
