@@ -48,6 +48,7 @@ typedef struct opts {
 typedef struct point {
     double p50_ms, p90_ms, min_ms;
     int runs;
+    double phase_us[UFB_N_PHASES]; /* mean µs per token and layer in each phase of the engine */
 } point;
 
 static double now(void) {
@@ -149,11 +150,12 @@ static void fill_ids(int32_t *ids, size_t n, int vocab, uint64_t seed) {
 }
 
 /* @return 0, or the ufb_forward status. */
-static int time_point(ufb_ctx *ctx, float *logits, const ufb_seq *seqs, int batch, const opts *o,
-                      point *pt) {
+static int time_point(ufb_ctx *ctx, int n_layers, float *logits, const ufb_seq *seqs, int batch,
+                      const opts *o, point *pt) {
     static double t[MAX_RUNS];
     int rc = ufb_forward(ctx, logits, NULL, seqs, batch); /* warm-up */
     int n = 0;
+    ufb_ctx_reset_phase_times(ctx);
     double start = now();
     while (!rc && n < MAX_RUNS && (n < o->runs || now() - start < o->min_time)) {
         double t0 = now();
@@ -163,6 +165,13 @@ static int time_point(ufb_ctx *ctx, float *logits, const ufb_seq *seqs, int batc
     if (rc) return rc;
     qsort(t, (size_t)n, sizeof(double), cmp_double);
     *pt = (point){.p50_ms = t[n / 2], .p90_ms = t[(n * 9) / 10], .min_ms = t[0], .runs = n};
+    double ph[UFB_N_PHASES];
+    ufb_ctx_phase_times(ctx, ph);
+    double token_layers = 0;
+    for (int b = 0; b < batch; b++)
+        token_layers += (double)seqs[b].n * n * n_layers;
+    for (int i = 0; i < UFB_N_PHASES; i++)
+        pt->phase_us[i] = ph[i] * 1e6 / token_layers;
     return 0;
 }
 
@@ -214,11 +223,16 @@ static json_t *header_json(const opts *o, ufb_model *const *models, const char *
 }
 
 static json_t *point_json(const char *engine, int threads, int seq, int batch, const point *p) {
-    return json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "engine", engine,
-                     "threads", threads, "seq", seq, "batch", batch, "seqs_per_s",
-                     batch * 1e3 / p->p50_ms, "tokens_per_s", (double)batch * seq * 1e3 / p->p50_ms,
-                     "p50_ms", p->p50_ms, "p90_ms", p->p90_ms, "min_ms", p->min_ms, "runs",
-                     p->runs);
+    json_t *ph = json_object();
+    for (int i = 0; i < UFB_N_PHASES; i++)
+        json_object_set_new(ph, ufb_phase_name((enum ufb_phase)i), json_real(p->phase_us[i]));
+    json_t *j =
+        json_pack("{s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:i}", "engine", engine, "threads",
+                  threads, "seq", seq, "batch", batch, "seqs_per_s", batch * 1e3 / p->p50_ms,
+                  "tokens_per_s", (double)batch * seq * 1e3 / p->p50_ms, "p50_ms", p->p50_ms,
+                  "p90_ms", p->p90_ms, "min_ms", p->min_ms, "runs", p->runs);
+    json_object_set_new(j, "phase_us_per_token_layer", ph);
+    return j;
 }
 
 /* base_p50 > 0: also print how many times faster the first model ran this point */
@@ -227,6 +241,9 @@ static void print_point(const char *engine, int threads, int seq, int batch, con
     printf("  %-10s %7d %5d %5d %12.1f %10.2f %10.2f %5d", engine, threads, seq, batch,
            batch * 1e3 / p->p50_ms, p->p50_ms, p->p90_ms, p->runs);
     if (base_p50 > 0) printf("   %5.2fx", p->p50_ms / base_p50);
+    printf("\n  %10s us per token-layer:", "");
+    for (int i = 0; i < UFB_N_PHASES; i++)
+        printf(" %s %.2f", ufb_phase_name((enum ufb_phase)i), p->phase_us[i]);
     printf("\n");
 }
 
@@ -275,7 +292,8 @@ static int run_threads(run_state *st, const opts *o, int threads, int max_tokens
                 for (int b = 0; b < batch; b++)
                     st->seqs[b] = (ufb_seq){.ids = st->ids + (size_t)b * seq, .n = seq};
                 point p;
-                int rc = time_point(st->ctx[m], st->logits, st->seqs, batch, o, &p);
+                int rc = time_point(st->ctx[m], ufb_model_info_get(st->models[m])->n_layers,
+                                    st->logits, st->seqs, batch, o, &p);
                 if (rc) {
                     fprintf(stderr, "ufb bench model: %s: forward failed: %s\n", o->models[m],
                             ufb_status_str(rc));

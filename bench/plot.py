@@ -9,7 +9,8 @@ Each FILE is recognised by its content:
                                   ffn_us_per_token_layer.png (every variant, µs per token-layer)
   * `ufb bench model --json` and `bench/e2e_peers.py --json` (any number; merged by
     engine/threads/seq/batch, a later file wins) -> e2e_seqs_per_s.png (sequences/s per engine
-                                  at each seq x batch point)
+                                  at each seq x batch point) and e2e_phase_breakdown.png (where
+                                  our engine's time goes per layer: projections, attention, FF...)
   * `ufb bench triad --json`   -> the memory ceiling: the summary gives the weight bytes/s each
                                   CMM variant streams as a share of the measured read bandwidth
                                   (cmm_bandwidth.png)
@@ -132,7 +133,49 @@ def model_table(model):
     return out + [""]
 
 
+PHASES = ["embed", "qkv", "attention", "attn_out", "ff", "norm", "head"]
+
+
+def phase_points(model):
+    """(label, phases) of our engine's points that carry a per-phase breakdown."""
+    return [(f"{k[0]} t{k[1]} s{k[2]} b{k[3]}", r["phase_us_per_token_layer"])
+            for k, r in sorted(model.items()) if "phase_us_per_token_layer" in r]
+
+
+def phase_table(model):
+    pts = phase_points(model)
+    if not pts:
+        return []
+    out = ["### Where our engine's time goes (µs per token and layer, mean over the timed runs)\n",
+           "| engine, threads, seq, batch | " + " | ".join(PHASES) + " | total |",
+           "|---|" + "---|" * (len(PHASES) + 1)]
+    for label, ph in pts:
+        out.append(f"| {label} | " + " | ".join(f"{ph.get(p, 0):.2f}" for p in PHASES)
+                   + f" | {sum(ph.values()):.2f} |")
+    return out + [""]
+
+
 # ---- Plots ----------------------------------------------------------------------------------
+
+
+def plot_phases(plt, model, outdir):
+    pts = phase_points(model)
+    if not pts:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(pts) + 1.5))
+    left = [0.0] * len(pts)
+    for p in PHASES:
+        vals = [ph.get(p, 0) for _, ph in pts]
+        ax.barh(range(len(pts)), vals, left=left, label=p)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set_yticks(range(len(pts)), [label for label, _ in pts], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="µs per token and layer", title="per-layer time breakdown of our engine")
+    ax.legend(fontsize=7, ncol=4, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(outdir, "e2e_phase_breakdown.png"), dpi=120)
+    plt.close(fig)
 
 
 def plot_ffn(plt, ffn, outdir):
@@ -231,7 +274,7 @@ def main():
     if data["ffn"]:
         lines += ffn_tables(data["ffn"], data["triad"])
     if data["model"]:
-        lines += model_table(data["model"])
+        lines += model_table(data["model"]) + phase_table(data["model"])
     summary = "\n".join(lines) + "\n"
     with open(os.path.join(args.out, "summary.md"), "w", encoding="utf-8") as f:
         f.write(summary)
@@ -250,6 +293,7 @@ def main():
             plot_bandwidth(plt, data["ffn"], data["triad"], args.out)
     if data["model"]:
         plot_model(plt, data["model"], args.out)
+        plot_phases(plt, data["model"], args.out)
     print(f"plots in {args.out}:", " ".join(sorted(f for f in os.listdir(args.out)
                                                    if f.endswith(".png"))))
 

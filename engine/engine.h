@@ -240,6 +240,26 @@ void ufb_ctx_free(ufb_ctx *ctx);
 /* @return the kernel the ctx runs (never AUTO). */
 enum ufb_kernel ufb_ctx_kernel(const ufb_ctx *ctx);
 
+/* Where a ctx's forward passes spend their time: wall seconds per phase, summed over every
+ * ufb_forward since the ctx was created or ufb_ctx_reset_phase_times() (clock reads around
+ * each phase of each layer: ~100 ns per layer). */
+enum ufb_phase {
+    UFB_PHASE_EMBED = 0, /* embeddings + their LayerNorm */
+    UFB_PHASE_QKV,       /* fused Q/K/V projection */
+    UFB_PHASE_ATTENTION, /* scores, softmax, weighted values, per (sequence, head) */
+    UFB_PHASE_ATTN_OUT,  /* attention output projection */
+    UFB_PHASE_FF,        /* feed-forward: CMM, or dense FF1 -> activation -> FF2 */
+    UFB_PHASE_NORM,      /* residual additions and LayerNorms */
+    UFB_PHASE_HEAD,      /* pooling, classifier / decoder, statistics */
+    UFB_N_PHASES
+};
+
+void ufb_ctx_phase_times(const ufb_ctx *ctx, double seconds[UFB_N_PHASES]);
+void ufb_ctx_reset_phase_times(ufb_ctx *ctx);
+
+/* @return static name ("embed", "qkv", "attention", "attn_out", "ff", "norm", "head"). */
+const char *ufb_phase_name(enum ufb_phase p);
+
 /* One input sequence: token ids as given (special tokens already added). */
 typedef struct ufb_seq {
     const int32_t *ids;      /* (n,) */

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct ufb_ctx {
     const ufb_model *m; /* borrowed */
@@ -39,7 +40,22 @@ struct ufb_ctx {
     int32_t *leaves;    /* (L, N, T) leaf per layer, token, tree */
     uint32_t *stamp;    /* (T*n) distinct-node counting */
     uint32_t stamp_gen;
+    double phase_s[UFB_N_PHASES]; /* ufb_ctx_phase_times */
+    double t_mark;                /* end of the last timed phase */
 };
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* charge the time since the last mark to phase ph */
+static void mark(ufb_ctx *ctx, enum ufb_phase ph) {
+    const double t = mono_now();
+    ctx->phase_s[ph] += t - ctx->t_mark;
+    ctx->t_mark = t;
+}
 
 static int check_batch(const ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs, int *n_tokens);
 static void embed(ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs);
@@ -89,9 +105,11 @@ int ufb_forward(ufb_ctx *ctx, float *logits, ufb_seq_stats *stats, const ufb_seq
     if (rc) return rc;
     float *x = ctx->x, *xn = ctx->xn, *tmp = ctx->tmp; /* (N, H) each */
 
+    ctx->t_mark = mono_now();
     for (int s = 0; s < n_seqs; s++)
         ctx->seq_off[s + 1] = ctx->seq_off[s] + seqs[s].n;
     embed(ctx, seqs, n_seqs); /* x = LN(word + position (+ type)) */
+    mark(ctx, UFB_PHASE_EMBED);
     for (int l = 0; l < m->info.n_layers; l++) {
         const ufb_layer *ly = &m->layers[l];
         if (m->pre_ln) { /* A: crammedBERT, pre-LN */
@@ -110,6 +128,7 @@ int ufb_forward(ufb_ctx *ctx, float *logits, ufb_seq_stats *stats, const ufb_seq
     if (m->final_ln_w) residual_ln(ctx, x, NULL, x, m->final_ln_w, m->final_ln_b, N);
     head(ctx, logits, seqs, n_seqs, N);
     if (stats) fill_stats(ctx, stats, seqs, n_seqs, N);
+    mark(ctx, UFB_PHASE_HEAD);
     return 0;
 }
 
@@ -191,6 +210,7 @@ static void residual_ln(ufb_ctx *ctx, float *x, const float *add_, float *out, c
                         const float *b, int n) {
     phase p = {.ctx = ctx, .y = x, .add = add_, .out = out, .w = w, .b = b, .n = n};
     ufb_pool_run(ctx->pool, residual_ln_task, &p, chunks(n, ROW_CHUNK));
+    mark(ctx, UFB_PHASE_NORM);
 }
 
 static void linear_task(void *arg, int task, int thread) {
@@ -250,9 +270,12 @@ static void attention_task(void *arg, int task, int thread) {
 static void attention(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly, int n_seqs,
                       int n_tok) {
     linear(ctx, ctx->qkv, x, &ly->qkv, n_tok); /* (N, 3H) */
+    mark(ctx, UFB_PHASE_QKV);
     phase p = {.ctx = ctx, .ly = ly};
     ufb_pool_run(ctx->pool, attention_task, &p, n_seqs * ctx->m->info.n_heads);
+    mark(ctx, UFB_PHASE_ATTENTION);
     linear(ctx, out, ctx->attn, &ly->out, n_tok);
+    mark(ctx, UFB_PHASE_ATTN_OUT);
 }
 
 static float act_dense(const char *act, float a) {
@@ -295,12 +318,14 @@ static void feed_forward(ufb_ctx *ctx, float *out, const float *x, const ufb_lay
     if (ctx->m->info.ff_kind == UFB_FF_FFF) {
         phase p = {.ctx = ctx, .y = out, .x = x, .ly = ly, .n = n_tok, .layer = layer};
         ufb_pool_run(ctx->pool, cmm_task, &p, chunks(n_tok, CMM_TOKENS));
+        mark(ctx, UFB_PHASE_FF);
         return;
     }
     linear(ctx, ctx->mid, x, &ly->ff1, n_tok); /* (N, I) */
     phase p = {.ctx = ctx, .y = ctx->mid, .n = n_tok};
     ufb_pool_run(ctx->pool, act_task, &p, chunks(n_tok, ROW_CHUNK));
     linear(ctx, out, ctx->mid, &ly->ff2, n_tok);
+    mark(ctx, UFB_PHASE_FF);
 }
 
 /* pooled (H) = pooling of the sequence's rows x (S, H) */
@@ -420,6 +445,20 @@ static void *ctx_alloc(size_t n_elems, size_t elem_bytes, bool *ok) {
     else
         memset(p, 0, n);
     return p;
+}
+
+void ufb_ctx_phase_times(const ufb_ctx *ctx, double seconds[UFB_N_PHASES]) {
+    memcpy(seconds, ctx->phase_s, sizeof ctx->phase_s);
+}
+
+void ufb_ctx_reset_phase_times(ufb_ctx *ctx) {
+    memset(ctx->phase_s, 0, sizeof ctx->phase_s);
+}
+
+const char *ufb_phase_name(enum ufb_phase p) {
+    static const char *const names[UFB_N_PHASES] = {"embed", "qkv",  "attention", "attn_out",
+                                                    "ff",    "norm", "head"};
+    return p >= 0 && p < UFB_N_PHASES ? names[p] : "unknown";
 }
 
 ufb_ctx *ufb_ctx_create(const ufb_model *m, const ufb_ctx_params *params) {
