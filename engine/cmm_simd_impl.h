@@ -22,7 +22,7 @@
 static void traverse_group(const ufb_fff *w, int tree, const float *restrict x, int ldx, int gn,
                            float *restrict act, int32_t *restrict node, int path_len,
                            int32_t *restrict leaves) {
-    const int H = w->hidden, T = w->n_trees;
+    const int H = w->hidden, T = w->n_trees, pf = w->prefetch | UFB_PF_AUTO(gn);
     int k[CMM_GROUP] = {0};
     for (int level = 0; level <= w->depth; level++) {
         const float *row[CMM_GROUP];
@@ -30,7 +30,7 @@ static void traverse_group(const ufb_fff *w, int tree, const float *restrict x, 
         for (int g = 0; g < gn; g++) {
             row[g] = w->nodes + (size_t)(tree * w->n_nodes + k[g]) * 2 * w->hp;
             acc[g] = VZERO();
-            if ((w->prefetch & UFB_PF_CHILDREN) && level < w->depth) { /* 2k+1, 2k+2 adjacent */
+            if ((pf & UFB_PF_CHILDREN) && level < w->depth) { /* 2k+1, 2k+2 adjacent */
                 const float *child =
                     w->nodes + (size_t)(tree * w->n_nodes + 2 * k[g] + 1) * 2 * w->hp;
                 for (int o = 0; o < H; o += 16) {
@@ -38,7 +38,7 @@ static void traverse_group(const ufb_fff *w, int tree, const float *restrict x, 
                     _mm_prefetch((const char *)(child + 2 * w->hp + o), _MM_HINT_T0);
                 }
             }
-            if (w->prefetch & UFB_PF_ROW) /* all of this row's lines in flight at once */
+            if (pf & UFB_PF_ROW) /* all of this row's lines in flight at once */
                 for (int o = 0; o < H; o += 16)
                     _mm_prefetch((const char *)(row[g] + o), _MM_HINT_T0);
         }
@@ -53,7 +53,7 @@ static void traverse_group(const ufb_fff *w, int tree, const float *restrict x, 
         for (int g = 0; g < gn; g++) {
             const int r = tree * w->n_nodes + k[g];
             const float a = VREDUCE(acc[g]) + w->bias[r];
-            if (w->prefetch & UFB_PF_WOUT) /* for the summing pass, into L2 */
+            if (pf & UFB_PF_WOUT) /* for the summing pass, into L2 */
                 for (int o = 0; o < H; o += 16)
                     _mm_prefetch((const char *)(row[g] + w->hp + o), _MM_HINT_T1);
             act[g * path_len + level] = a;

@@ -56,7 +56,7 @@ static int64_t CMMQ_NAME(traverse_q)(const ufb_fff *w, int tree, const float *re
                                      int gn, const float *restrict xnorm, float *restrict act,
                                      int32_t *restrict node, int path_len,
                                      int32_t *restrict leaves) {
-    const int H = w->hidden, T = w->n_trees;
+    const int H = w->hidden, T = w->n_trees, pf = w->prefetch | UFB_PF_AUTO(gn);
     const size_t win_bytes = (size_t)w->hidden * sizeof(WT), row_elems = 2 * (size_t)w->qhp;
     int k[CMMQ_GROUP] = {0};
     int64_t n_recomputed = 0;
@@ -66,12 +66,12 @@ static int64_t CMMQ_NAME(traverse_q)(const ufb_fff *w, int tree, const float *re
         for (int g = 0; g < gn; g++) {
             row[g] = CMMQ_ROW(w, tree * w->n_nodes + k[g]);
             acc[g] = VZERO();
-            if ((w->prefetch & UFB_PF_CHILDREN) && level < w->depth) { /* 2k+1, 2k+2 adjacent */
+            if ((pf & UFB_PF_CHILDREN) && level < w->depth) { /* 2k+1, 2k+2 adjacent */
                 const WT *child = CMMQ_ROW(w, tree * w->n_nodes + 2 * k[g] + 1);
                 prefetch_bytes(child, win_bytes, 0);
                 prefetch_bytes(child + row_elems, win_bytes, 0);
             }
-            if (w->prefetch & UFB_PF_ROW) prefetch_bytes(row[g], win_bytes, 0);
+            if (pf & UFB_PF_ROW) prefetch_bytes(row[g], win_bytes, 0);
         }
         int c = 0;
         for (; c + VW <= H; c += VW)
@@ -88,7 +88,7 @@ static int64_t CMMQ_NAME(traverse_q)(const ufb_fff *w, int tree, const float *re
                 a = dot_f32(w, r, x + (size_t)g * ldx);
                 n_recomputed++;
             }
-            if (w->prefetch & UFB_PF_WOUT) /* for the summing pass, into L2 */
+            if (pf & UFB_PF_WOUT) /* for the summing pass, into L2 */
                 prefetch_bytes(row[g] + w->qhp, win_bytes, 1);
             act[g * path_len + level] = a;
             node[g * path_len + level] = r;

@@ -12,7 +12,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-10000000}
 shift || true
-TARGETS=${*:-request tokenizer safetensors config}
+TARGETS=${*:-request config tokenizer safetensors}
 CHUNK=1000000
 MAX_LEN=${FUZZ_MAX_LEN:-4096} # libFuzzer's default; make fuzz (CI) also tries inputs up to 64 KiB
 mkdir -p build-fuzz/campaign
