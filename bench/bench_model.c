@@ -76,18 +76,6 @@ static int parse_list(const char *s, int *out, int cap, int max) {
     return *s ? -1 : n;
 }
 
-static int parse_kernel(const char *s, enum ufb_kernel *k) {
-    static const enum ufb_kernel all[] = {UFB_KERNEL_AUTO, UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
-                                          UFB_KERNEL_AVX512};
-
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(s, ufb_kernel_name(all[i])) == 0) {
-            *k = all[i];
-            return 0;
-        }
-    return -1;
-}
-
 static int parse_args(opts *o, int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (opts){.runs = 5, .min_time = 1.0, .kernel = UFB_KERNEL_AUTO};
@@ -115,7 +103,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         else if (!strcmp(a, "--min-time"))
             o->min_time = atof(v);
         else if (!strcmp(a, "--kernel")) {
-            if (parse_kernel(v, &o->kernel)) return -1;
+            if (ufb_kernel_parse(v, &o->kernel)) return -1;
         } else
             return -1;
     }

@@ -53,18 +53,6 @@ static void usage(FILE *f) {
           f);
 }
 
-static int parse_kernel(const char *s, enum ufb_kernel *k) {
-    static const enum ufb_kernel all[] = {UFB_KERNEL_AUTO, UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
-                                          UFB_KERNEL_AVX512};
-
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (strcmp(s, ufb_kernel_name(all[i])) == 0) {
-            *k = all[i];
-            return 0;
-        }
-    return -1;
-}
-
 static int parse_args(cli_opts *o, int argc, char **argv) {
     if (argc < 2) return -1;
     o->cmd = argv[1];
@@ -82,7 +70,7 @@ static int parse_args(cli_opts *o, int argc, char **argv) {
         else if (!strcmp(a, "--pair") && has_val)
             o->pair = argv[++i];
         else if (!strcmp(a, "--kernel") && has_val) {
-            if (parse_kernel(argv[++i], &o->kernel)) return -1;
+            if (ufb_kernel_parse(argv[++i], &o->kernel)) return -1;
         } else if (!strcmp(a, "--fff-weights") && has_val) {
             if (ufb_wfmt_parse(argv[++i], &o->fff_weights)) return -1;
         } else if (!strcmp(a, "--threads") && has_val) {

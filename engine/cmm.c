@@ -76,6 +76,18 @@ const char *ufb_kernel_name(enum ufb_kernel k) {
     return "unknown";
 }
 
+int ufb_kernel_parse(const char *s, enum ufb_kernel *k) {
+    static const enum ufb_kernel all[] = {UFB_KERNEL_AUTO, UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
+                                          UFB_KERNEL_AVX512};
+
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(s, ufb_kernel_name(all[i])) == 0) {
+            *k = all[i];
+            return 0;
+        }
+    return -1;
+}
+
 enum ufb_kernel ufb_kernel_best(void) {
     return ufb_kernel_supported(UFB_KERNEL_AVX512) ? UFB_KERNEL_AVX512
            : ufb_kernel_supported(UFB_KERNEL_AVX2) ? UFB_KERNEL_AVX2

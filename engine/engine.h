@@ -207,6 +207,9 @@ enum ufb_kernel ufb_kernel_best(void);
 /* @return static name ("scalar", "avx2", "avx512"). */
 const char *ufb_kernel_name(enum ufb_kernel k);
 
+/* @return 0 and *k for "auto", "scalar", "avx2" or "avx512"; -1 otherwise. */
+int ufb_kernel_parse(const char *s, enum ufb_kernel *k);
+
 /* ---- Thread pool ---- */
 
 /* Persistent, pinned threads that split one forward pass between them (the calling thread
