@@ -38,9 +38,6 @@ static void traverse_group(const ufb_fff *w, int tree, const float *restrict x, 
                     _mm_prefetch((const char *)(child + 2 * w->hp + o), _MM_HINT_T0);
                 }
             }
-            if (pf & UFB_PF_ROW) /* all of this row's lines in flight at once */
-                for (int o = 0; o < H; o += 16)
-                    _mm_prefetch((const char *)(row[g] + o), _MM_HINT_T0);
         }
         int c = 0;
         for (; c + VW <= H; c += VW)

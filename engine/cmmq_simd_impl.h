@@ -71,7 +71,6 @@ static int64_t CMMQ_NAME(traverse_q)(const ufb_fff *w, int tree, const float *re
                 prefetch_bytes(child, win_bytes, 0);
                 prefetch_bytes(child + row_elems, win_bytes, 0);
             }
-            if (pf & UFB_PF_ROW) prefetch_bytes(row[g], win_bytes, 0);
         }
         int c = 0;
         for (; c + VW <= H; c += VW)

@@ -68,7 +68,6 @@ float ufb_bf16_to_f32(uint16_t h);
 
 /* Software prefetch in the CMM kernels (ufb_fff.prefetch bits) */
 #define UFB_PF_CHILDREN     1 /* both children's Win rows while the current dot runs */
-#define UFB_PF_ROW          2 /* every line of the current Win row at the start of its level */
 #define UFB_PF_WOUT         4 /* a visited node's Wout row into L2 for the summing pass */
 /* Always on when at most 2 tokens walk a tree together (B = 1, 2 or a batch's last tokens):
  * with nothing else in flight, fetching both children during the current dot hides part of

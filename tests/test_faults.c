@@ -275,23 +275,12 @@ static int post_probe(int port, json_t **results) {
 
 /* The results of a 200 equal the engine's own logits for the probe text, bit for bit. */
 static void assert_engine_answer(const json_t *results) {
-    const char *text = "a fine film";
-    ufb_encoding enc = {0};
-    char err[128];
-    assert_int_equal(ufb_tokenize(ufb_model_tokenizer(model), &enc, text, strlen(text), NULL, 0,
-                                  ufb_model_info_get(model)->max_positions, err, sizeof err),
-                     0);
-    ufb_ctx *ctx = ufb_ctx_create(model, NULL);
-    ufb_seq seq = {enc.ids, enc.type_ids, enc.n};
-    ufb_seq_stats st = {0};
     float logits[UFB_MAX_LABELS];
-    assert_int_equal(ufb_forward(ctx, logits, &st, &seq, 1), 0);
+    engine_logits(model, "a fine film", logits, NULL);
     json_t *lg = json_object_get(json_array_get(results, 0), "logits");
     assert_int_equal(json_array_size(lg), ufb_model_info_get(model)->n_labels);
     for (size_t k = 0; k < json_array_size(lg); k++)
         assert_true((float)json_number_value(json_array_get(lg, k)) == logits[k]);
-    ufb_ctx_free(ctx);
-    ufb_encoding_free(&enc);
 }
 
 /* ---- SIGKILL under load, restart on the same port ---- */

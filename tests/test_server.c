@@ -59,21 +59,6 @@ static json_t *post_json(int port, const char *path, const char *body, int want_
     return j;
 }
 
-/* The engine's own logits and stats for one text, in-process. */
-static void engine_run(const char *text, float *logits, ufb_seq_stats *st) {
-    ufb_encoding enc = {0};
-    char err[128];
-    assert_int_equal(ufb_tokenize(ufb_model_tokenizer(model), &enc, text, strlen(text), NULL, 0,
-                                  ufb_model_info_get(model)->max_positions, err, sizeof err),
-                     0);
-    ufb_ctx *ctx = ufb_ctx_create(model, NULL);
-    ufb_seq seq = {enc.ids, enc.type_ids, enc.n};
-    *st = (ufb_seq_stats){0};
-    assert_int_equal(ufb_forward(ctx, logits, st, &seq, 1), 0);
-    ufb_ctx_free(ctx);
-    ufb_encoding_free(&enc);
-}
-
 static json_t *classify_one(const char *text) {
     json_t *req = json_pack("{s:s, s:b}", "inputs", text, "raw_scores", 1);
     char *body = json_dumps(req, 0);
@@ -91,7 +76,7 @@ static void test_classify_matches_engine(void **state) {
         json_t *res = json_array_get(json_object_get(resp, "results"), 0);
         float logits[UFB_MAX_LABELS];
         ufb_seq_stats st;
-        engine_run(texts[i], logits, &st);
+        engine_logits(model, texts[i], logits, &st);
         json_t *lg = json_object_get(res, "logits");
         for (int k = 0; k < in->n_labels; k++) /* 9 significant digits: float32 exactly */
             assert_true((float)json_number_value(json_array_get(lg, (size_t)k)) == logits[k]);
