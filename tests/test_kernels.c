@@ -241,7 +241,9 @@ static void test_cmm_quantized_margin(void **state) {
 
 static void test_gemm_variants_and_invariance(void **state) {
     (void)state;
-    static const int shapes[][3] = {{70, 45, 21}, {32, 16, 9}, {2304, 768, 19}, {3, 5, 2}};
+    /* rows cover every tail tile (12, 8, 4, 2, 1 rows) and more than one row block */
+    static const int shapes[][3] = {{70, 45, 21}, {32, 16, 9},   {2304, 768, 19},
+                                    {3, 5, 2},    {40, 24, 110}, {33, 7, 15}};
 
     static const enum ufb_kernel kernels[] = {UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
                                               UFB_KERNEL_AVX512};
