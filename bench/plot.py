@@ -106,6 +106,10 @@ def triad_table(triad):
     for r in triad["results"]:
         out.append(f"| {r['kernel']} | {r['threads']} | {r['best_gbs']:.1f} | "
                    f"{r['median_gbs']:.1f} |")
+    peak = triad.get("fma_peak_gflops_1core")
+    if peak:
+        out += ["", f"FMA peak of one core (fp32): AVX-512 {peak['avx512']:.1f} GFLOP/s, "
+                    f"AVX2 {peak['avx2']:.1f} GFLOP/s."]
     return out + [""]
 
 

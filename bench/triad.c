@@ -13,9 +13,15 @@
  * Threads are pthreads pinned to the first CPUs of the affinity mask, each owning one
  * contiguous slice (first-touched by that thread); a barrier starts and ends each run, and
  * thread 0 times it. Reported: best and median GB/s over --runs runs (after one warm-up).
+ *
+ * Also the compute ceiling of one core: 12 independent chains of vector FMAs (AVX-512 and AVX2,
+ * where the CPU has them), GFLOP/s = 2 x lanes x FMAs / s, median of 5 runs. Hosts of this VM
+ * differ (one executes 512-bit FMAs at twice the 256-bit rate, another at the same rate), so
+ * GEMM and dense-baseline numbers are read against the peak measured in the same session.
  */
 #include "bench.h"
 
+#include <immintrin.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -175,6 +181,62 @@ static int parse_threads(const char *s, int *out) {
     return *s ? -1 : n;
 }
 
+/* ---- FMA peak of one core ---- */
+
+#define PEAK_ITERS  10000000L
+#define PEAK_CHAINS 12 /* > latency x FMA ports, so throughput and not latency is measured */
+#define PEAK_RUNS   5
+
+static volatile float peak_sink; /* keeps the chains' results alive */
+
+__attribute__((target("avx512f,fma"))) static double fma_run_avx512(void) {
+    const __m512 m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
+    __m512 acc[PEAK_CHAINS];
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        acc[i] = _mm512_set1_ps((float)i);
+    const double t0 = now();
+    for (long n = 0; n < PEAK_ITERS; n++)
+#pragma GCC unroll 12
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            acc[i] = _mm512_fmadd_ps(acc[i], m, c);
+    const double t = now() - t0;
+    for (int i = 1; i < PEAK_CHAINS; i++)
+        acc[0] = _mm512_add_ps(acc[0], acc[i]);
+    peak_sink = _mm512_reduce_add_ps(acc[0]);
+    return (double)PEAK_ITERS * PEAK_CHAINS * 32 / t / 1e9;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_run_avx2(void) {
+    const __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+    __m256 acc[PEAK_CHAINS];
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        acc[i] = _mm256_set1_ps((float)i);
+    const double t0 = now();
+    for (long n = 0; n < PEAK_ITERS; n++)
+#pragma GCC unroll 12
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            acc[i] = _mm256_fmadd_ps(acc[i], m, c);
+    const double t = now() - t0;
+    float out[8], sum = 0.0f;
+    for (int i = 1; i < PEAK_CHAINS; i++)
+        acc[0] = _mm256_add_ps(acc[0], acc[i]);
+    _mm256_storeu_ps(out, acc[0]);
+    for (int i = 0; i < 8; i++)
+        sum += out[i];
+    peak_sink = sum;
+    return (double)PEAK_ITERS * PEAK_CHAINS * 16 / t / 1e9;
+}
+
+/* median GFLOP/s of PEAK_RUNS runs of run(), or 0 when the CPU lacks the instructions */
+static double fma_peak(double (*run)(void), int supported) {
+    double r[PEAK_RUNS];
+    if (!supported) return 0.0;
+    for (int i = 0; i < PEAK_RUNS; i++)
+        r[i] = run();
+    qsort(r, PEAK_RUNS, sizeof r[0], cmp_double);
+    return r[PEAK_RUNS / 2];
+}
+
 int ufb_bench_triad_main(int argc, char **argv) {
     triad *t = calloc(1, sizeof *t);
     int threads[8] = {1, 2}, n_thr = 2, json = 0, mib = 256, rc = 1;
@@ -217,12 +279,19 @@ int ufb_bench_triad_main(int argc, char **argv) {
                 fprintf(stderr, "ufb bench triad: thread start or result check failed\n");
                 goto fail;
             }
+    __builtin_cpu_init();
+    const double peak512 = fma_peak(fma_run_avx512, __builtin_cpu_supports("avx512f")),
+                 peak256 = fma_peak(fma_run_avx2, __builtin_cpu_supports("avx2") &&
+                                                      __builtin_cpu_supports("fma"));
     if (!json)
-        printf("memory bandwidth, 3 arrays of %d MiB (doubles), best / median GB/s of %d runs\n",
-               mib, t->runs);
+        printf("FMA peak of one core (fp32, median of %d): AVX-512 %.1f GFLOP/s, AVX2 %.1f "
+               "GFLOP/s (0: not supported)\n"
+               "memory bandwidth, 3 arrays of %d MiB (doubles), best / median GB/s of %d runs\n",
+               PEAK_RUNS, peak512, peak256, mib, t->runs);
     else
-        printf("{\"bench\":\"triad\",\"config\":{\"array_mib\":%d,\"runs\":%d},\"results\":[", mib,
-               t->runs);
+        printf("{\"bench\":\"triad\",\"config\":{\"array_mib\":%d,\"runs\":%d},"
+               "\"fma_peak_gflops_1core\":{\"avx512\":%.1f,\"avx2\":%.1f},\"results\":[",
+               mib, t->runs, peak512, peak256);
     for (int ti = 0; ti < n_thr; ti++)
         for (int k = 0; k < N_K; k++)
             if (json)
