@@ -11,6 +11,8 @@
  */
 #include "engine_impl.h"
 
+#include <smmintrin.h>
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -266,13 +268,48 @@ static void linear(ufb_ctx *ctx, float *y, const float *x, const ufb_linear *l, 
     ufb_pool_run(ctx->pool, linear_task, &p, chunks(n, GEMM_ROWS) * p.n_col_chunks);
 }
 
+/* e^v on 4 lanes (SSE4.1, part of the base ISA): range reduction v = k ln2 + r, |r| <= ln2/2,
+ * with ln2 split in two so k ln2 is exact; e^r = 1 + r + r^2 P(r), P of degree 5 with Cephes'
+ * minimax coefficients; 2^k built in the exponent bits. v is clamped to [-87.3, 88] first
+ * (below, ~2^-126 instead of a denormal or 0). */
+static __m128 exp4(__m128 v) {
+    v = _mm_min_ps(_mm_max_ps(v, _mm_set1_ps(-87.3f)), _mm_set1_ps(88.0f));
+    const __m128 k = _mm_floor_ps(
+        _mm_add_ps(_mm_mul_ps(v, _mm_set1_ps(1.44269504088896341f)), _mm_set1_ps(0.5f)));
+    const __m128 r = _mm_add_ps(_mm_sub_ps(v, _mm_mul_ps(k, _mm_set1_ps(0.693359375f))),
+                                _mm_mul_ps(k, _mm_set1_ps(2.12194440e-4f)));
+    static const float c[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+    __m128 p = _mm_set1_ps(c[0]);
+    for (int i = 1; i < 6; i++)
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(c[i]));
+    p = _mm_add_ps(_mm_add_ps(_mm_mul_ps(_mm_mul_ps(p, r), r), r), _mm_set1_ps(1.0f));
+    const __m128i e = _mm_slli_epi32(_mm_add_epi32(_mm_cvtps_epi32(k), _mm_set1_epi32(127)), 23);
+    return _mm_mul_ps(p, _mm_castsi128_ps(e));
+}
+
+/* x[i] = e^x[i] in place (softmax: libm's expf was a call per element, most of its time).
+ * Relative error vs e^x in double <= 4e-7 on [-87.3, 88] (tests/test_kernels.c). */
+void ufb_exp_inplace(float *x, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4)
+        _mm_storeu_ps(x + i, exp4(_mm_loadu_ps(x + i)));
+    if (i < n) { /* the same arithmetic on a padded copy, so a lane's value never depends on n */
+        float t[4] = {0};
+        memcpy(t, x + i, sizeof(float) * (size_t)(n - i));
+        _mm_storeu_ps(t, exp4(_mm_loadu_ps(t)));
+        memcpy(x + i, t, sizeof(float) * (size_t)(n - i));
+    }
+}
+
 static void softmax_rows(float *s, int n, int ld) {
     for (int r = 0; r < n; r++) {
         float *row = s + (size_t)r * ld, max = row[0];
         for (int i = 1; i < n; i++)
             max = row[i] > max ? row[i] : max;
         for (int i = 0; i < n; i++)
-            row[i] = expf(row[i] - max);
+            row[i] -= max;
+        ufb_exp_inplace(row, n);
         const float sum = sum_f(row, n);
         for (int i = 0; i < n; i++)
             row[i] /= sum;
