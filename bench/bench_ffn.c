@@ -8,6 +8,9 @@
  * (16 x 2 x 4095 x 768 floats = 403 MB per method for UltraFastBERT-1x11), so every layer's
  * weights come from DRAM, as in a real model. Dense baselines have the FFF's neuron count:
  *   dense_sgemm   OpenBLAS sgemm -> GELU -> sgemm (level 3; OpenBLAS threads = T)
+ *   dense_gemm    our batch-invariant GEMM (engine/gemm*.c, packed weights, the engine's dense
+ *                 projections) -> GELU -> GEMM, tokens split over T threads: at B >= 32 it is
+ *                 faster than OpenBLAS here, so the best dense baseline must include it
  *   dense_sgemv   per token: sgemv -> GELU -> sgemv (level 2; with fewer tokens than threads,
  *                 each sgemv on T OpenBLAS threads)
  *   dense_l1      per token and neuron: sdot -> GELU -> saxpy (level 1, as in the paper)
@@ -42,6 +45,7 @@ extern char *openblas_get_config(void);
 
 enum variant {
     V_SGEMM,
+    V_GEMM,
     V_SGEMV,
     V_L1,
     V_FFF_L1,
@@ -65,6 +69,7 @@ static const struct vinfo {
     int prefetch;
 } vinfo[N_V] = {
     [V_SGEMM] = {"dense_sgemm", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
+    [V_GEMM] = {"dense_gemm", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
     [V_SGEMV] = {"dense_sgemv", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
     [V_L1] = {"dense_l1", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
     [V_FFF_L1] = {"fff_l1", UFB_WFMT_F32, UFB_KERNEL_AUTO, 0},
@@ -85,6 +90,7 @@ static const struct vinfo {
 
 typedef struct layer_w {
     float *w1, *b1, *w2t; /* dense: (I, H), (I), (I, H) = W2 transposed */
+    ufb_linear g1, g2;    /* the same W1 (I, H) and W2 (H, I) packed for ufb_gemm */
     ufb_fff fff;          /* FFF of the same neuron count */
     ufb_fff fq[3][2];     /* the same FFF by [weight format][prefetch]; nodes shared */
     void *qbuf[3];        /* quantized copies (BF16, INT8) */
@@ -100,6 +106,7 @@ typedef struct bench {
     float *path_act;
     int32_t *path_node, *leaves;
     ufb_pool *pool;
+    ufb_gemm_fn gemm;
     double qerr[3][2]; /* RMS quantization error of Win / Wout rows, relative */
 } bench;
 
@@ -167,6 +174,14 @@ static void dense_l1(bench *b, const layer_w *w, int t0, int n) {
     }
 }
 
+/* our GEMM on rows [t0, t0 + n): mid = GELU(x W1ᵀ + b1), y = mid W2ᵀ */
+static void dense_gemm(bench *b, const layer_w *w, int t0, int n) {
+    float *mid = b->mid + (size_t)t0 * b->n_mid;
+    b->gemm(&w->g1, mid, b->n_mid, b->x + (size_t)t0 * b->H, b->H, n);
+    gelu_fast(mid, (size_t)n * b->n_mid);
+    b->gemm(&w->g2, b->y + (size_t)t0 * b->H, b->H, mid, b->n_mid, n);
+}
+
 /* the paper's CPU method: BLAS level 1 on the visited nodes only */
 static void fff_l1(bench *b, const ufb_fff *f, int t0, int n) {
     for (int t = t0; t < t0 + n; t++) {
@@ -205,6 +220,9 @@ static void token_task(void *varg, int task, int thread) {
     switch (a->v) {
     case V_SGEMV:
         dense_sgemv(b, w, t0, n, b->mid + (size_t)thread * b->n_mid);
+        break;
+    case V_GEMM:
+        dense_gemm(b, w, t0, n);
         break;
     case V_L1:
         dense_l1(b, w, t0, n);
@@ -379,6 +397,27 @@ static int parse_args(bench *b, int argc, char **argv) {
     return ok ? 0 : -1;
 }
 
+/* W1 and W2 packed for dense_gemm (W2 (H, I) is w2t transposed) */
+static int pack_dense(bench *b, layer_w *w) {
+    const size_t ni = (size_t)b->n_mid, nh = (size_t)b->H;
+    float *p1 = ufb_alloc_weights(sizeof(float) * ufb_linear_packed_len(b->n_mid, b->H));
+    float *p2 = ufb_alloc_weights(sizeof(float) * ufb_linear_packed_len(b->H, b->n_mid));
+    float *w2 = malloc(sizeof(float) * ni * nh);
+    if (!p1 || !p2 || !w2) {
+        free(p1), free(p2), free(w2);
+        return -1;
+    }
+    for (size_t i = 0; i < ni; i++)
+        for (size_t c = 0; c < nh; c++)
+            w2[c * ni + i] = w->w2t[i * nh + c];
+    ufb_linear_pack(p1, w->w1, b->n_mid, b->H);
+    ufb_linear_pack(p2, w2, b->H, b->n_mid);
+    free(w2);
+    w->g1 = (ufb_linear){.packed = p1, .bias = w->b1, .n_in = b->H, .n_out = b->n_mid};
+    w->g2 = (ufb_linear){.packed = p2, .bias = NULL, .n_in = b->n_mid, .n_out = b->H};
+    return 0;
+}
+
 static int alloc_bench(bench *b) {
     const int n_nodes = (1 << (b->D + 1)) - 1, hp = (b->H + 15) & ~15;
     int bmax = 1, tmax = 1;
@@ -396,7 +435,7 @@ static int alloc_bench(bench *b) {
         w->b1 = rand_floats((size_t)b->n_mid, 0.1f);
         w->w2t = rand_floats((size_t)b->n_mid * b->H, s_out);
         float *nodes = rand_floats((size_t)b->n_mid * 2 * hp, s_in);
-        if (!w->w1 || !w->b1 || !w->w2t || !nodes) return -1;
+        if (!w->w1 || !w->b1 || !w->w2t || !nodes || pack_dense(b, w)) return -1;
         for (int r = 0; r < b->n_mid; r++) /* zero the padding: the kernels rely on it */
             for (int c = b->H; c < hp; c++)
                 nodes[(size_t)r * 2 * hp + c] = nodes[(size_t)r * 2 * hp + hp + c] = 0.0f;
@@ -425,12 +464,14 @@ static int alloc_bench(bench *b) {
     b->path_node = calloc((size_t)bmax * b->T * (b->D + 1), sizeof(int32_t));
     b->leaves = calloc((size_t)bmax * b->T, sizeof(int32_t));
     b->pool = tmax > 1 ? ufb_pool_create(tmax, NULL) : NULL;
+    b->gemm = ufb_gemm_get(UFB_KERNEL_AUTO);
     return b->x && b->y && b->mid && b->path_act && b->path_node && b->leaves ? 0 : -1;
 }
 
 static void free_bench(bench *b) {
     for (int l = 0; b->layers && l < b->L; l++) {
         free(b->layers[l].w1), free(b->layers[l].b1), free(b->layers[l].w2t);
+        free((void *)b->layers[l].g1.packed), free((void *)b->layers[l].g2.packed);
         free((void *)b->layers[l].fff.nodes), free((void *)b->layers[l].fff.bias);
         free(b->layers[l].qbuf[UFB_WFMT_BF16]), free(b->layers[l].qbuf[UFB_WFMT_INT8]);
     }
@@ -449,21 +490,23 @@ typedef struct table {
 } table;
 
 static bool is_dense(enum variant v) {
-    return v <= V_L1;
+    return v <= V_L1; /* dense_sgemm, dense_gemm, dense_sgemv, dense_l1 */
 }
 
-/* fastest dense / FFF time at (ti, bi); f32_only: FFF variants on F32 weights only */
-static double best_of(const table *t, int ti, int bi, bool dense, bool f32_only) {
+/* fastest dense / FFF time at (ti, bi); f32_only: FFF variants on F32 weights only;
+ * blas_only: dense variants through OpenBLAS only (without our GEMM) */
+static double best_of(const table *t, int ti, int bi, bool dense, bool f32_only, bool blas_only) {
     double m = 0;
     for (int v = 0; v < N_V; v++)
         if (is_dense((enum variant)v) == dense && t->us[v][ti][bi] > 0 &&
-            (!f32_only || vinfo[v].fmt == UFB_WFMT_F32) && (m == 0 || t->us[v][ti][bi] < m))
+            (!f32_only || vinfo[v].fmt == UFB_WFMT_F32) && !(blas_only && v == V_GEMM) &&
+            (m == 0 || t->us[v][ti][bi] < m))
             m = t->us[v][ti][bi];
     return m;
 }
 
 static double best(const table *t, int ti, int bi, bool dense) {
-    return best_of(t, ti, bi, dense, false);
+    return best_of(t, ti, bi, dense, false, false);
 }
 
 static void print_quant(const bench *b, const table *t, FILE *o) {
@@ -507,7 +550,10 @@ static void print_text(const bench *b, const table *t) {
             printf(" %13.1fx", best(t, ti, bi, true) / best(t, ti, bi, false));
         printf("\n  %-26s", "F32 FFF speedup vs dense");
         for (int bi = 0; bi < b->n_batches; bi++)
-            printf(" %13.1fx", best(t, ti, bi, true) / best_of(t, ti, bi, false, true));
+            printf(" %13.1fx", best(t, ti, bi, true) / best_of(t, ti, bi, false, true, false));
+        printf("\n  %-26s", "FFF vs OpenBLAS dense");
+        for (int bi = 0; bi < b->n_batches; bi++)
+            printf(" %13.1fx", best_of(t, ti, bi, true, false, true) / best(t, ti, bi, false));
         printf("\n");
     }
 }
@@ -532,13 +578,16 @@ static void print_json(const bench *b, const table *t) {
                            t->us[v][ti][bi]),
                         first = 0;
     const int tl = b->n_threads - 1; /* the headline ratios: the largest thread count */
-    const char *keys[2] = {"speedup_vs_best_dense", "speedup_f32_vs_best_dense"};
+    /* best dense of all (with our GEMM) and of OpenBLAS only, by fastest FFF / fastest F32 FFF */
+    const char *keys[4] = {"speedup_vs_best_dense", "speedup_f32_vs_best_dense",
+                           "speedup_vs_best_openblas_dense", "speedup_f32_vs_best_openblas_dense"};
     printf("]");
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         printf(",\"%s\":{", keys[k]);
         for (int bi = 0; bi < b->n_batches; bi++)
             printf("%s\"%d\":%.2f", bi ? "," : "", b->batches[bi],
-                   best(t, tl, bi, true) / best_of(t, tl, bi, false, k == 1));
+                   best_of(t, tl, bi, true, false, k >= 2) /
+                       best_of(t, tl, bi, false, k % 2 == 1, false));
         printf("}");
         if (k == 0) printf(",\"threads\":%d", b->threads[tl]);
     }
@@ -550,15 +599,18 @@ static void print_json(const bench *b, const table *t) {
                b->qerr[f][1], t->qout_err[f], (long long)t->flips[f], (long long)t->recomputed[f],
                (long long)t->dots);
     printf("}");
-    printf(",\"by_threads\":{");
-    for (int ti = 0; ti < b->n_threads; ti++) {
-        printf("%s\"%d\":{", ti ? "," : "", b->threads[ti]);
-        for (int bi = 0; bi < b->n_batches; bi++)
-            printf("%s\"%d\":%.2f", bi ? "," : "", b->batches[bi],
-                   best(t, ti, bi, true) / best(t, ti, bi, false));
+    for (int k = 0; k < 2; k++) { /* by_threads: vs all dense; by_threads_openblas: OpenBLAS */
+        printf(",\"%s\":{", k ? "by_threads_openblas" : "by_threads");
+        for (int ti = 0; ti < b->n_threads; ti++) {
+            printf("%s\"%d\":{", ti ? "," : "", b->threads[ti]);
+            for (int bi = 0; bi < b->n_batches; bi++)
+                printf("%s\"%d\":%.2f", bi ? "," : "", b->batches[bi],
+                       best_of(t, ti, bi, true, false, k == 1) / best(t, ti, bi, false));
+            printf("}");
+        }
         printf("}");
     }
-    printf("}}\n");
+    printf("}\n");
 }
 
 static ufb_cmm_fn cmm_of(enum variant v) {

@@ -73,8 +73,13 @@ def ffn_tables(ffn, triad):
             cells = [f"{us[(v, t, b)]:.3f}" if (v, t, b) in us else "" for b in batches]
             out.append(f"| {v} | " + " | ".join(cells) + " |")
         sp = ffn.get("by_threads", {}).get(str(t), {})
-        out.append("| **FFF speedup** | " + " | ".join(
-            f"**{sp[str(b)]:.1f}x**" if str(b) in sp else "" for b in batches) + " |\n")
+        sp_blas = ffn.get("by_threads_openblas", {}).get(str(t), {})
+        out.append("| **FFF speedup** (vs best dense) | " + " | ".join(
+            f"**{sp[str(b)]:.1f}x**" if str(b) in sp else "" for b in batches) + " |")
+        if sp_blas:
+            out.append("| FFF speedup vs best OpenBLAS dense | " + " | ".join(
+                f"{sp_blas[str(b)]:.1f}x" if str(b) in sp_blas else "" for b in batches) + " |")
+        out.append("")
     out.append(f"(paper, CPU: {PAPER_FFN_SPEEDUP:.0f}x)\n")
     if triad:
         read = max(r["best_gbs"] for r in triad["results"] if r["kernel"] == "read_sum")
@@ -190,6 +195,10 @@ def plot_ffn(plt, ffn, outdir):
         sp = ffn["by_threads"][str(t)]
         bs = sorted(int(b) for b in sp)
         ax.plot(bs, [sp[str(b)] for b in bs], "o-", label=f"fastest FFF / fastest dense, {t} thr")
+        blas = ffn.get("by_threads_openblas", {}).get(str(t))
+        if blas:
+            ax.plot(bs, [blas[str(b)] for b in bs], "^:", alpha=0.6,
+                    label=f"fastest FFF / fastest OpenBLAS dense, {t} thr")
     f32 = ffn.get("speedup_f32_vs_best_dense")
     if f32 and f32 != ffn["speedup_vs_best_dense"]:
         bs = sorted(int(b) for b in f32)

@@ -165,6 +165,16 @@ static void test_bench_ffn_small(void **state) {
     assert_true(json_array_size(json_object_get(o, "results")) >= 2 * 2 * 5);
     assert_true(json_number_value(json_object_get(json_object_get(o, "check"), "cmm_scalar")) ==
                 0.0);
+    /* our GEMM's dense FF is checked too; the best dense of OpenBLAS alone is never faster
+       than the best of all dense variants, so its ratio is never smaller */
+    const double gemm_err =
+        json_number_value(json_object_get(json_object_get(o, "check"), "dense_gemm"));
+    assert_true(gemm_err > 0.0 && gemm_err < 1e-3);
+    json_t *sp_blas = json_object_get(o, "speedup_vs_best_openblas_dense");
+    assert_true(json_number_value(json_object_get(sp_blas, "1")) >=
+                json_number_value(json_object_get(sp, "1")));
+    assert_true(json_number_value(json_object_get(sp_blas, "9")) >=
+                json_number_value(json_object_get(sp, "9")));
     json_decref(o);
     free(r);
 }
