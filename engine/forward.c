@@ -91,7 +91,16 @@ typedef struct phase {
     const ufb_linear *l;
     const ufb_layer *ly;
     int n, n_col_chunks, layer;
+    int per_task; /* rows or tokens per task (row-wise and CMM phases) */
 } phase;
+
+/* Rows per task for a row-wise phase of n rows: at most cap, but small enough that every
+ * pool thread gets work when n is small (a 16-token request would otherwise run its norms and
+ * CMM on one thread). Results do not depend on it: each row is computed alone. */
+static int per_task(const ufb_ctx *ctx, int n, int cap) {
+    const int even = (n + ctx->n_threads - 1) / ctx->n_threads;
+    return even < 1 ? 1 : even < cap ? even : cap;
+}
 
 static int chunks(int n, int per) {
     return (n + per - 1) / per;
@@ -230,9 +239,9 @@ static void layernorm_row(float *o, const float *x, const float *w, const float 
 static void residual_ln_task(void *arg, int task, int thread) {
     const phase *p = arg;
     const int H = p->ctx->m->info.hidden;
-    const int r1 = (task + 1) * ROW_CHUNK < p->n ? (task + 1) * ROW_CHUNK : p->n;
+    const int r1 = (task + 1) * p->per_task < p->n ? (task + 1) * p->per_task : p->n;
     (void)thread;
-    for (int r = task * ROW_CHUNK; r < r1; r++) {
+    for (int r = task * p->per_task; r < r1; r++) {
         float *x = p->y + (size_t)r * H;
         if (p->add) add(x, p->add + (size_t)r * H, (size_t)H);
         if (p->w) layernorm_row(p->out + (size_t)r * H, x, p->w, p->b, H, p->ctx->m->ln_eps);
@@ -243,7 +252,8 @@ static void residual_ln_task(void *arg, int task, int thread) {
 static void residual_ln(ufb_ctx *ctx, float *x, const float *add_, float *out, const float *w,
                         const float *b, int n) {
     phase p = {.ctx = ctx, .y = x, .add = add_, .out = out, .w = w, .b = b, .n = n};
-    ufb_pool_run(ctx->pool, residual_ln_task, &p, chunks(n, ROW_CHUNK));
+    p.per_task = per_task(ctx, n, ROW_CHUNK);
+    ufb_pool_run(ctx->pool, residual_ln_task, &p, chunks(n, p.per_task));
     mark(ctx, UFB_PHASE_NORM);
 }
 
@@ -362,7 +372,7 @@ static void cmm_task(void *arg, int task, int thread) {
     ufb_ctx *ctx = p->ctx;
     const ufb_model_info *in = &ctx->m->info;
     const int H = in->hidden, T = in->fff_trees, path = T * (in->fff_depth + 1);
-    const int t0 = task * CMM_TOKENS, n = p->n - t0 < CMM_TOKENS ? p->n - t0 : CMM_TOKENS;
+    const int t0 = task * p->per_task, n = p->n - t0 < p->per_task ? p->n - t0 : p->per_task;
     int32_t *leaves = ctx->leaves + ((size_t)p->layer * ctx->max_tokens + t0) * T;
     (void)thread;
     ctx->cmm(&p->ly->fff, p->y + (size_t)t0 * H, leaves, ctx->path_act + (size_t)t0 * path,
@@ -386,8 +396,14 @@ static void act_task(void *arg, int task, int thread) {
 static void feed_forward(ufb_ctx *ctx, float *out, const float *x, const ufb_layer *ly, int layer,
                          int n_tok) {
     if (ctx->m->info.ff_kind == UFB_FF_FFF) {
-        phase p = {.ctx = ctx, .y = out, .x = x, .ly = ly, .n = n_tok, .layer = layer};
-        ufb_pool_run(ctx->pool, cmm_task, &p, chunks(n_tok, CMM_TOKENS));
+        phase p = {.ctx = ctx,
+                   .y = out,
+                   .x = x,
+                   .ly = ly,
+                   .n = n_tok,
+                   .layer = layer,
+                   .per_task = per_task(ctx, n_tok, CMM_TOKENS)};
+        ufb_pool_run(ctx->pool, cmm_task, &p, chunks(n_tok, p.per_task));
         mark(ctx, UFB_PHASE_FF);
         return;
     }
