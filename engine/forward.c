@@ -283,7 +283,8 @@ static void linear(ufb_ctx *ctx, float *y, const float *x, const ufb_linear *l, 
  * minimax coefficients; 2^k built in the exponent bits. v is clamped to [-87.3, 88] first
  * (below, ~2^-126 instead of a denormal or 0). */
 static __m128 exp4(__m128 v) {
-    v = _mm_min_ps(_mm_max_ps(v, _mm_set1_ps(-87.3f)), _mm_set1_ps(88.0f));
+    /* max/min return their second operand when one is NaN: v second, so NaN stays NaN */
+    v = _mm_min_ps(_mm_set1_ps(88.0f), _mm_max_ps(_mm_set1_ps(-87.3f), v));
     const __m128 k = _mm_floor_ps(
         _mm_add_ps(_mm_mul_ps(v, _mm_set1_ps(1.44269504088896341f)), _mm_set1_ps(0.5f)));
     const __m128 r = _mm_add_ps(_mm_sub_ps(v, _mm_mul_ps(k, _mm_set1_ps(0.693359375f))),

@@ -303,8 +303,8 @@ static void probe_task(void *arg, int task, int thread) {
 }
 
 /* softmax's exp against double-precision exp: relative error <= 4e-7 over the whole clamped
- * range (dense grid, every length 1..7 so the padded tail path runs), clamping below -87.3,
- * and a lane's value independent of where it sits in the array. */
+ * range (dense grid, every length 1..7 so the padded tail path runs), clamping below -87.3, NaN
+ * kept, and a lane's value independent of where it sits in the array. */
 static void test_exp_inplace(void **state) {
     (void)state;
 
@@ -329,9 +329,10 @@ static void test_exp_inplace(void **state) {
         ufb_exp_inplace(t, n);
         assert_memory_equal(t, y + 1001, sizeof(float) * (size_t)n);
     }
-    float low[2] = {-1000.0f, -87.3f};
-    ufb_exp_inplace(low, 2);
+    float low[3] = {-1000.0f, -87.3f, NAN};
+    ufb_exp_inplace(low, 3);
     assert_true(low[0] == low[1] && low[0] > 0.0f && low[0] < 1e-37f);
+    assert_true(isnan(low[2])); /* a NaN score is not hidden */
     free(x), free(y);
 }
 
