@@ -14,7 +14,7 @@ Every tensor is stored as F16; tokenizer.json is copied from /work/shared/data/b
 after checking that its vocabulary equals the MiniLM package's vocab.txt.
 
     python3 tools/export_model.py dense --out /work/scratch/ufbd-train
-    python3 tools/export_model.py fff --out /work/scratch/ufbd-train --depth 8 --trees 4
+    python3 tools/export_model.py fff --out /work/scratch/ufbd-train --depth 7 --trees 8
 Writes OUT/export/sst2-minilm-{dense,fff}/ (config.json, model.safetensors, tokenizer.json).
 """
 import argparse

@@ -22,9 +22,9 @@ Sub-commands (run in order; each resumes from its own outputs under OUT/fff/):
 
     OUT=/work/scratch/ufbd-train; export HF_HUB_OFFLINE=1
     python3 tools/fffify.py cache --out $OUT --sentences 24000
-    python3 tools/fffify.py distill --out $OUT --depth 8 --trees 4 --distill-epochs 2
-    python3 tools/fffify.py finetune --out $OUT --depth 8 --trees 4 --epochs 2 --max-steps 3200 \
-        --eval-every 400
+    python3 tools/fffify.py distill --out $OUT --depth 7 --trees 8 --distill-epochs 2
+    python3 tools/fffify.py finetune --out $OUT --depth 7 --trees 8 --epochs 2 --max-steps 3200 \
+        --eval-every 400 --threads 2
 
 The teacher is OUT/teacher/final (tools/train_teacher.py). Export with tools/export_model.py.
 """
