@@ -190,50 +190,40 @@ static void embed(ufb_ctx *ctx, const ufb_seq *seqs, int n_seqs) {
     if (m->emb_ln_w) residual_ln(ctx, ctx->x, NULL, ctx->x, m->emb_ln_w, m->emb_ln_b, row);
 }
 
-/* Sum of h floats in a fixed order: 16 running partial sums (lane i adds x[i], x[i+16], ...),
- * then the lanes pairwise. One scalar chain of h dependent adds costs ~4 cycles an element;
- * this form vectorises even at the base ISA, and its order depends only on h, so results stay
- * independent of the batch. */
+/* Sum of h floats (or of their squares) in a fixed order: 16 running partial sums (lane i adds
+ * x[i], x[i+16], ...), then the lanes pairwise. One scalar chain of h dependent adds costs ~4
+ * cycles an element; this form vectorises even at the base ISA, and its order depends only on
+ * h, so results stay independent of the batch. Inlined, so `squares` is a constant. */
 #define SUM_LANES 16
 
-static float sum_lanes(float part[SUM_LANES]) {
+static inline __attribute__((always_inline)) float lane_sum(const float *x, int h,
+                                                            const int squares) {
+    float part[SUM_LANES] = {0};
+    int i = 0;
+    for (; i + SUM_LANES <= h; i += SUM_LANES)
+        for (int j = 0; j < SUM_LANES; j++)
+            part[j] += squares ? x[i + j] * x[i + j] : x[i + j];
+    for (int j = 0; i + j < h; j++)
+        part[j] += squares ? x[i + j] * x[i + j] : x[i + j];
     for (int w = SUM_LANES / 2; w > 0; w /= 2)
-        for (int i = 0; i < w; i++)
-            part[i] += part[i + w];
+        for (int j = 0; j < w; j++)
+            part[j] += part[j + w];
     return part[0];
 }
 
 static float sum_f(const float *x, int h) {
-    float part[SUM_LANES] = {0};
-    int i = 0;
-    for (; i + SUM_LANES <= h; i += SUM_LANES)
-        for (int j = 0; j < SUM_LANES; j++)
-            part[j] += x[i + j];
-    for (int j = 0; i + j < h; j++)
-        part[j] += x[i + j];
-    return sum_lanes(part);
+    return lane_sum(x, h, 0);
 }
 
-/* Σ (x[i] - mean)² in the order of sum_f */
-static float sum_sq_dev(const float *x, float mean, int h) {
-    float part[SUM_LANES] = {0};
-    int i = 0;
-    for (; i + SUM_LANES <= h; i += SUM_LANES)
-        for (int j = 0; j < SUM_LANES; j++)
-            part[j] += (x[i + j] - mean) * (x[i + j] - mean);
-    for (int j = 0; i + j < h; j++)
-        part[j] += (x[i + j] - mean) * (x[i + j] - mean);
-    return sum_lanes(part);
-}
-
-/* o (h) = (x - mean) / sqrt(var + eps) * w + b; o may alias x. */
+/* o (h) = (x - mean) / sqrt(var + eps) * w + b; o may alias x (the deviations go to o first). */
 static void layernorm_row(float *o, const float *x, const float *w, const float *b, int h,
                           float eps) {
     const float mean = sum_f(x, h) / (float)h;
-    const float var = sum_sq_dev(x, mean, h);
-    float inv = 1.0f / sqrtf(var / (float)h + eps);
     for (int i = 0; i < h; i++)
-        o[i] = (x[i] - mean) * inv * w[i] + b[i];
+        o[i] = x[i] - mean;
+    const float inv = 1.0f / sqrtf(lane_sum(o, h, 1) / (float)h + eps);
+    for (int i = 0; i < h; i++)
+        o[i] = o[i] * inv * w[i] + b[i];
 }
 
 static void residual_ln_task(void *arg, int task, int thread) {
