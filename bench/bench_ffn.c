@@ -3,6 +3,7 @@
  *
  *   ufb bench ffn [--hidden 768] [--depth 11] [--trees 1] [--layers 16]
  *                 [--batch 1,8,32,128,1024] [--threads 1,2] [--runs 5] [--json]
+ *                 [--only cmm_int8_avx512,dense_gemm]   (time only these variants)
  *
  * Each variant runs the same random input through L layers of distinct random weights
  * (16 x 2 x 4095 x 768 floats = 403 MB per method for UltraFastBERT-1x11), so every layer's
@@ -99,6 +100,7 @@ typedef struct layer_w {
 typedef struct bench {
     int H, D, T, L, n_mid, runs, json, group; /* n_mid: neurons per layer */
     int batches[16], n_batches, threads[8], n_threads;
+    const char *only; /* --only: comma-separated variants to time (NULL: all) */
     layer_w *layers;
     float *x, *y, *mid; /* (Bmax, H) inputs of the current run, (Bmax, H), (Bmax, I) */
     float *x_pool;      /* (n_pool, H): each timed run takes the next tokens from here */
@@ -388,6 +390,8 @@ static int parse_args(bench *b, int argc, char **argv) {
             b->n_batches = parse_list(v, b->batches, 16), i++;
         else if (!strcmp(a, "--threads"))
             b->n_threads = parse_list(v, b->threads, 8), i++;
+        else if (!strcmp(a, "--only"))
+            b->only = v, i++;
         else
             return -1;
     }
@@ -521,6 +525,15 @@ static void print_quant(const bench *b, const table *t, FILE *o) {
                 t->dots ? 100.0 * (double)t->recomputed[f] / (double)t->dots : 0.0);
 }
 
+/* --only: whether variant v is timed (a quick A/B of a few kernels; ratios need a dense one) */
+static bool selected(const bench *b, enum variant v) {
+    if (!b->only) return true;
+    const size_t n = strlen(vnames(v));
+    for (const char *p = b->only; (p = strstr(p, vnames(v))) != NULL; p += n)
+        if ((p == b->only || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return true;
+    return false;
+}
+
 static void print_text(const bench *b, const table *t) {
     const char *ct = getenv("OPENBLAS_CORETYPE");
     printf("FF layer H=%d, %d tree(s) of depth %d (%d neurons, %d used per token), %d layers of "
@@ -539,7 +552,7 @@ static void print_text(const bench *b, const table *t) {
             printf(" %10s%-4d", "B=", b->batches[bi]);
         printf("\n");
         for (int v = 0; v < N_V; v++) {
-            if (t->err[v] <= -2) continue;
+            if (t->err[v] <= -2 || !selected(b, (enum variant)v)) continue;
             printf("  %-26s", vnames(v));
             for (int bi = 0; bi < b->n_batches; bi++)
                 printf(" %14.3f", t->us[v][ti][bi]);
@@ -680,7 +693,7 @@ int ufb_bench_ffn_main(int argc, char **argv) {
         fprintf(stderr,
                 "usage: ufb bench ffn [--hidden 768] [--depth 11] [--trees 1] "
                 "[--layers 16] [--batch 1,8,32,128,1024] [--threads 1,2] [--runs 5] [--group 16] "
-                "[--json]\n");
+                "[--only VARIANT,...] [--json]\n");
         return 2;
     }
     if (alloc_bench(&b)) {
@@ -692,7 +705,7 @@ int ufb_bench_ffn_main(int argc, char **argv) {
     for (int ti = 0; ti < b.n_threads; ti++)
         for (int bi = 0; bi < b.n_batches; bi++)
             for (int v = 0; v < N_V; v++)
-                t.us[v][ti][bi] = t.err[v] <= -2
+                t.us[v][ti][bi] = t.err[v] <= -2 || !selected(&b, (enum variant)v)
                                       ? -1
                                       : time_variant(&b, (enum variant)v, cmm_of((enum variant)v),
                                                      b.threads[ti], b.batches[bi]);
