@@ -4,12 +4,19 @@
  * Storage: the same node layout as F32 (Win row, then Wout row, per node; children of node k
  * at 2k+1 and 2k+2, adjacent), rows padded to 64 elements so every row starts on a cache line.
  * INT8 rows are symmetric with one F32 scale per row (max |w| / 127); BF16 rows are rounded
- * to nearest even. Accumulation is F32 throughout.
+ * to nearest even. BF16 dots accumulate in F32. INT8 dots run in integers: the token is
+ * rounded once to int16 fixed point (ufb_xq_max: 15 bits up to H = 1024) and Σ q_i w_i is
+ * exact in int32, then scaled by step · row scale — a widened-to-F32 INT8 dot cost three
+ * vector operations per 16 weights, this one two per 32 (a third of the work) and its sum
+ * does not depend on the order, so kernels and batches agree exactly. The summing pass
+ * (Σ GELU(a) · Wout row) accumulates in F32 for both formats.
  *
  * Routing check: a quantized dot differs from the F32 dot by Σ x_i e_i (e: the row's
  * rounding errors), whose standard deviation for inputs not aligned with e is ||x||_2 · rms(e).
  * qmargin[r] = K · rms(e_r) + 2e-5 · ||w_r||_2 (K = UFB_QMARGIN_SIGMAS; the second term covers
- * F32 rounding in either dot). A dot with |a_q| <= ||x||_2 · qmargin[r] is recomputed from the
+ * F32 rounding in either dot). INT8 adds the token's own rounding, Σ δx_i w_i with δx_i
+ * uniform in ±step/2: std step · ||w_r||_2 / sqrt(12), qxmargin[r] = K · ||w_r||_2 / sqrt(12).
+ * A dot with |a_q| <= ||x||_2 · qmargin[r] + step · qxmargin[r] (or a NaN) is recomputed from the
  * F32 row in the F32 kernel's own order, so the node chosen is the F32 kernel's unless the
  * error exceeds K standard deviations (the benchmark and tests count such flips: none seen).
  * Cauchy–Schwarz would make it a hard bound at K = sqrt(H) (≈ 28 for H = 768), at the price
@@ -17,6 +24,7 @@
  */
 #include "engine_impl.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,12 +87,14 @@ static const void *qrow(const ufb_fff *w, int r, int part) {
 void *ufb_fff_quantize(ufb_fff *w, enum ufb_wfmt fmt, double qerr_rms[2]) {
     if (fmt != UFB_WFMT_BF16 && fmt != UFB_WFMT_INT8) return NULL;
     const int H = w->hidden, qhp = (H + 63) & ~63, rows = w->n_trees * w->n_nodes;
+    if (fmt == UFB_WFMT_INT8 && qhp > UFB_XQ_ELEMS) return NULL;
     const size_t node_bytes = (size_t)rows * 2 * (size_t)qhp * elem_size(fmt);
-    const size_t total = (node_bytes + sizeof(float) * 3 * (size_t)rows + 63) & ~(size_t)63;
+    const size_t total = (node_bytes + sizeof(float) * 4 * (size_t)rows + 63) & ~(size_t)63;
     char *buf = ufb_alloc_weights(total);
     if (!buf) return NULL;
     memset(buf, 0, total);
-    float *scale = (float *)(void *)(buf + node_bytes), *margin = scale + 2 * (size_t)rows;
+    float *scale = (float *)(void *)(buf + node_bytes), *margin = scale + 2 * (size_t)rows,
+          *xmargin = margin + rows;
     double err_sum[2] = {0, 0}, w_sum[2] = {0, 0};
     for (int r = 0; r < rows; r++)
         for (int part = 0; part < 2; part++) {
@@ -111,41 +121,73 @@ void *ufb_fff_quantize(ufb_fff *w, enum ufb_wfmt fmt, double qerr_rms[2]) {
                 w2 += (double)src[i] * src[i];
             }
             scale[2 * r + part] = s;
-            if (part == 0)
+            if (part == 0) {
                 margin[r] = UFB_QMARGIN_SIGMAS * (float)sqrt(e2 / H) + 2e-5f * (float)sqrt(w2);
+                /* x rounded to int16 steps: errors uniform in ±step/2, std step/sqrt(12) */
+                xmargin[r] = fmt == UFB_WFMT_INT8 ? UFB_QMARGIN_SIGMAS * (float)sqrt(w2 / 12.0) : 0;
+            }
             err_sum[part] += e2, w_sum[part] += w2;
         }
     if (qerr_rms)
         for (int part = 0; part < 2; part++)
             qerr_rms[part] = w_sum[part] > 0 ? sqrt(err_sum[part] / w_sum[part]) : 0;
     w->qfmt = fmt, w->qhp = qhp, w->qnodes = buf, w->qscale = scale, w->qmargin = margin;
+    w->qxmargin = xmargin;
     return buf;
+}
+
+/* The token in int16 fixed point for the INT8 dots (cmmq_simd_impl.h does the same, bit for
+ * bit: max |x| and x · (xmax / max|x|) rounded to nearest even are exact in any order).
+ * xq gets qhp elements, zero past H. @return the step (NaN for a non-finite x: q = 0, and
+ * every dot is then recomputed in F32) */
+float ufb_xq_quantize(int16_t *xq, const float *x, int H, int qhp) {
+    const int xmax = ufb_xq_max(qhp);
+    float maxabs = 0, n2 = 0;
+    for (int i = 0; i < H; i++)
+        maxabs = fmaxf(maxabs, fabsf(x[i])), n2 += x[i] * x[i];
+    memset(xq, 0, sizeof(int16_t) * (size_t)qhp);
+    if (!(n2 <= FLT_MAX)) return NAN; /* an inf or NaN (or |x| past 1e19) */
+    const float inv = maxabs > 0 ? (float)xmax / maxabs : 0.0f;
+    for (int i = 0; i < H; i++)
+        xq[i] = (int16_t)lrintf(x[i] * inv);
+    return maxabs / (float)xmax;
 }
 
 /* The reference: ufb_cmm_scalar's algorithm on the stored rows, with the routing check. */
 int64_t ufb_cmmq_scalar(const ufb_fff *w, float *restrict y, int32_t *restrict leaves,
                         float *restrict path_act, int32_t *restrict path_node,
                         const float *restrict x, int ldx, int n_tok) {
-    const int H = w->hidden, T = w->n_trees;
+    const int H = w->hidden, T = w->n_trees, i8 = w->qfmt == UFB_WFMT_INT8;
     int64_t n_recomputed = 0;
+    _Alignas(64) int16_t xq[UFB_XQ_ELEMS]; /* qhp <= UFB_XQ_ELEMS for INT8 rows */
     (void)path_act, (void)path_node;
     for (int tok = 0; tok < n_tok; tok++) {
         const float *xr = x + (size_t)tok * ldx;
-        float *yr = y + (size_t)tok * H, xn = 0;
+        float *yr = y + (size_t)tok * H, xn = 0, step = 0;
         for (int i = 0; i < H; i++)
             xn += xr[i] * xr[i];
         xn = sqrtf(xn);
+        if (i8) step = ufb_xq_quantize(xq, xr, H, w->qhp);
         memset(yr, 0, sizeof(float) * (size_t)H);
         for (int t = 0; t < T; t++) {
             int k = 0, leaf = 0;
             for (int level = 0; level <= w->depth; level++) {
                 const int r = t * w->n_nodes + k;
                 const void *win = qrow(w, r, 0), *wout = qrow(w, r, 1);
-                float a = 0;
-                for (int i = 0; i < H; i++)
-                    a += xr[i] * deq(w, win, i);
-                a = a * w->qscale[2 * r] + w->bias[r];
-                if (fabsf(a) <= xn * w->qmargin[r]) { /* as ufb_cmm_scalar computes it */
+                float a = 0, margin = xn * w->qmargin[r];
+                if (i8) {
+                    int32_t s = 0;
+                    for (int i = 0; i < H; i++)
+                        s += (int32_t)xq[i] * ((const int8_t *)win)[i];
+                    const float k8 = step * w->qscale[2 * r];
+                    a = (float)s * k8 + w->bias[r];
+                    margin += step * w->qxmargin[r];
+                } else {
+                    for (int i = 0; i < H; i++)
+                        a += xr[i] * deq(w, win, i);
+                    a = a * w->qscale[2 * r] + w->bias[r];
+                }
+                if (!(fabsf(a) > margin)) { /* as ufb_cmm_scalar computes it */
                     const float *wf = w->nodes + (size_t)r * 2 * w->hp;
                     a = w->bias[r];
                     for (int i = 0; i < H; i++)

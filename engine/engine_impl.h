@@ -69,11 +69,16 @@ float ufb_bf16_to_f32(uint16_t h);
 /* Software prefetch in the CMM kernels (ufb_fff.prefetch bits) */
 #define UFB_PF_CHILDREN     1 /* both children's Win rows while the current dot runs */
 #define UFB_PF_WOUT         4 /* a visited node's Wout row into L2 for the summing pass */
-/* Always on when at most 2 tokens walk a tree together (B = 1, 2 or a batch's last tokens):
- * with nothing else in flight, fetching both children during the current dot hides part of
- * the next level's latency (measured -10 % F32, -11..18 % INT8 at B=1); with more tokens in
- * lockstep it only doubles the bytes (19-40 % slower at B >= 8). */
-#define UFB_PF_AUTO(tokens) ((tokens) <= 2 ? UFB_PF_CHILDREN | UFB_PF_WOUT : 0)
+#define UFB_PF_NEXT         8 /* after each decision, the chosen child's Win and Wout into L2 */
+/* CHILDREN | WOUT when at most 2 tokens walk a tree together (B = 1, 2 or a batch's last
+ * tokens): with nothing else in flight, fetching both children during the current dot hides
+ * part of the next level's latency (measured -10 % F32, -11..18 % INT8 at B=1); with more
+ * tokens in lockstep it only doubles the bytes (19-40 % slower at B >= 8). NEXT otherwise:
+ * each token's next node is requested as soon as it is known instead of when the next level's
+ * dot first touches it, so the group's 16 rows stream in parallel (INT8, 2 threads: B=128
+ * 0.96 -> 0.66 us per token-layer, B=32 1.03 -> 0.71; BF16 -4..9 %). The F32 kernel ignores
+ * NEXT: its rows are 2-4x longer and it measured 13-20 % slower with it. */
+#define UFB_PF_AUTO(tokens) ((tokens) <= 2 ? UFB_PF_CHILDREN | UFB_PF_WOUT : UFB_PF_NEXT)
 
 typedef struct ufb_fff {
     const float *nodes; /* (n_trees * n_nodes, 2, hp): Win row, then Wout column of each node */
@@ -93,7 +98,25 @@ typedef struct ufb_fff {
     const void *qnodes;   /* (rows, 2, qhp) uint16 (BF16) or int8 elements, 64-byte aligned */
     const float *qscale;  /* (rows, 2): scale of the Win row and of the Wout row (1 for BF16) */
     const float *qmargin; /* (rows): |a_q| <= ||x||_2 * qmargin[r] -> recompute in F32 */
+    /* (rows): INT8 only, the margin's term for the token's own rounding to int16 (see
+       ufb_xq_max): |a_q| <= ||x||_2 * qmargin[r] + x_step * qxmargin[r] -> recompute */
+    const float *qxmargin;
 } ufb_fff;
+
+/* INT8 dots run in integers: each token's x is rounded to int16 fixed point, x_i ≈ q_i · step
+ * with step = max|x| / ufb_xq_max(qhp), and Σ q_i · w_i is summed exactly in int32 (the
+ * largest |sum|, 127 · qhp · ufb_xq_max, stays below 2^31). Exact integer sums do not depend
+ * on their order, so any kernel and any batch gives the same dot. 15 bits for H <= 1024. */
+static inline int ufb_xq_max(int qhp) {
+    const int64_t m = INT32_MAX / (127 * (int64_t)qhp);
+    return m < 16383 ? (int)m : 16383;
+}
+
+/* Largest INT8 hidden size: one group of int16 tokens lives on the kernel's stack. */
+#define UFB_XQ_ELEMS 16384
+/* x (H floats) to xq (qhp int16, zero past H) as the INT8 kernels round it; @return the step
+ * (NaN for a non-finite x, whose dots are then all recomputed in F32). */
+float ufb_xq_quantize(int16_t *xq, const float *x, int H, int qhp);
 
 /* Memory for weights: 64-byte aligned; from 2 MB on, 2 MB aligned and advised for transparent
  * huge pages (FFF rows are read at random: with 4 KB pages nearly every row fetch also missed

@@ -239,6 +239,76 @@ static void test_cmm_quantized_margin(void **state) {
     fff_free(&c);
 }
 
+/* Quantized kernels: a token's output does not depend on its batch (one token alone takes
+ * the 4-accumulator path, 16 in a group one accumulator each; INT8 sums are exact integers),
+ * so the whole batch at once, one token at a time and groups of 3 give the same bits. */
+static void test_cmm_quantized_batch_invariance(void **state) {
+    (void)state;
+
+    static const enum ufb_kernel kernels[] = {UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
+                                              UFB_KERNEL_AVX512};
+
+    fff_case c;
+    fff_make(&c, 100, 5, 2, 37);
+    const int H = c.w.hidden, P = c.w.n_trees * (c.w.depth + 1);
+    float *y = malloc(sizeof(float) * (size_t)c.n_tok * H),
+          *y1 = malloc(sizeof(float) * (size_t)c.n_tok * H),
+          *act = malloc(sizeof(float) * (size_t)c.n_tok * P);
+    int32_t *leaves = malloc(sizeof(int32_t) * (size_t)c.n_tok * c.w.n_trees),
+            *node = malloc(sizeof(int32_t) * (size_t)c.n_tok * P);
+    for (int f = UFB_WFMT_BF16; f <= UFB_WFMT_INT8; f++) {
+        fff_case q = c;
+        void *buf = ufb_fff_quantize(&q.w, (enum ufb_wfmt)f, NULL);
+        assert_non_null(buf);
+        for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+            enum ufb_kernel kq = kernels[k];
+            ufb_cmm_fn fq = ufb_cmmq_get(&kq, (enum ufb_wfmt)f);
+            if (!fq) continue; /* not on this CPU */
+            fq(&q.w, y, leaves, act, node, q.x, H, q.n_tok);
+            for (int step = 1; step <= 3; step += 2) {
+                for (int t0 = 0; t0 < q.n_tok; t0 += step) {
+                    const int n = q.n_tok - t0 < step ? q.n_tok - t0 : step;
+                    fq(&q.w, y1 + (size_t)t0 * H, leaves, act, node, q.x + (size_t)t0 * H, H, n);
+                }
+                assert_memory_equal(y, y1, sizeof(float) * (size_t)q.n_tok * H);
+            }
+        }
+        free(buf);
+    }
+    free(y), free(y1), free(act), free(leaves), free(node);
+    fff_free(&c);
+}
+
+/* A token with a NaN: its INT8 dots cannot be trusted, so every one is recomputed from the F32
+ * rows (n_recomputed counts them all) and its path is the F32 kernel's (a NaN dot goes left). */
+static void test_cmm_int8_nonfinite_token(void **state) {
+    (void)state;
+
+    static const enum ufb_kernel kernels[] = {UFB_KERNEL_SCALAR, UFB_KERNEL_AVX2,
+                                              UFB_KERNEL_AVX512};
+
+    fff_case c;
+    fff_make(&c, 64, 4, 1, 1);
+    c.x[7] = NAN;
+    fff_case q = c;
+    void *buf = ufb_fff_quantize(&q.w, UFB_WFMT_INT8, NULL);
+    assert_non_null(buf);
+    for (size_t k = 0; k < sizeof kernels / sizeof kernels[0]; k++) {
+        enum ufb_kernel kv = kernels[k], kq = kernels[k];
+        ufb_cmm_fn f32 = ufb_cmm_get(&kv), fq = ufb_cmmq_get(&kq, UFB_WFMT_INT8);
+        if (!f32) continue;
+        float *y32, y[64], act[5];
+        int32_t *l32, leaf, node[5];
+        fff_run(&c, f32, &y32, &l32);
+        assert_int_equal(fq(&q.w, y, &leaf, act, node, q.x, 64, 1), 5); /* D + 1 dots */
+        assert_int_equal(leaf, l32[0]);
+        assert_int_equal(leaf, (1 << 4) - 1); /* the leftmost leaf */
+        free(y32), free(l32);
+    }
+    free(buf);
+    fff_free(&c);
+}
+
 static void test_gemm_variants_and_invariance(void **state) {
     (void)state;
     /* rows cover every tail tile (12, 8, 4, 2, 1 rows) and more than one row block */
@@ -369,6 +439,8 @@ int main(void) {
         cmocka_unit_test(test_cmm_variants),
         cmocka_unit_test(test_cmm_quantized),
         cmocka_unit_test(test_cmm_quantized_margin),
+        cmocka_unit_test(test_cmm_quantized_batch_invariance),
+        cmocka_unit_test(test_cmm_int8_nonfinite_token),
         cmocka_unit_test(test_gemm_variants_and_invariance),
         cmocka_unit_test(test_exp_inplace),
     };
