@@ -634,6 +634,11 @@ static void load_config(loader *ld, const char *dir) {
 static void quantize_fff(loader *ld, enum ufb_wfmt fmt) {
     ufb_model *m = ld->m;
     if (ld->rc || fmt == UFB_WFMT_F32 || m->info.ff_kind != UFB_FF_FFF) return;
+    if (fmt == UFB_WFMT_INT8 && ((m->info.hidden + 63) & ~63) > UFB_XQ_ELEMS) {
+        LOAD_FAIL(ld, UFB_ERR_UNSUPPORTED, "int8 FFF rows: hidden size %d is over %d",
+                  m->info.hidden, UFB_XQ_ELEMS);
+        return;
+    }
     for (int l = 0; l < m->info.n_layers && !ld->rc; l++) {
         void *keep = model_alloc(ld, 1); /* a slot in the owned list, then the real buffer */
         if (!keep) return;

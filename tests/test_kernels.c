@@ -309,6 +309,25 @@ static void test_cmm_int8_nonfinite_token(void **state) {
     fff_free(&c);
 }
 
+/* INT8 keeps a group of int16 tokens on the kernel's stack: past UFB_XQ_ELEMS elements per
+ * token quantizing refuses (the loader then reports it); BF16 has no such limit. */
+static void test_cmm_int8_hidden_limit(void **state) {
+    (void)state;
+    fff_case c;
+    fff_make(&c, UFB_XQ_ELEMS + 1, 0, 1, 1);
+    fff_case q = c;
+    assert_null(ufb_fff_quantize(&q.w, UFB_WFMT_INT8, NULL));
+    void *buf = ufb_fff_quantize(&q.w, UFB_WFMT_BF16, NULL);
+    assert_non_null(buf);
+    free(buf);
+    fff_free(&c);
+    fff_make(&c, UFB_XQ_ELEMS, 0, 1, 1); /* the largest INT8 size works */
+    q = c;
+    assert_non_null(buf = ufb_fff_quantize(&q.w, UFB_WFMT_INT8, NULL));
+    free(buf);
+    fff_free(&c);
+}
+
 static void test_gemm_variants_and_invariance(void **state) {
     (void)state;
     /* rows cover every tail tile (12, 8, 4, 2, 1 rows) and more than one row block */
@@ -441,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_cmm_quantized_margin),
         cmocka_unit_test(test_cmm_quantized_batch_invariance),
         cmocka_unit_test(test_cmm_int8_nonfinite_token),
+        cmocka_unit_test(test_cmm_int8_hidden_limit),
         cmocka_unit_test(test_gemm_variants_and_invariance),
         cmocka_unit_test(test_exp_inplace),
     };
